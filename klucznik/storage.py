@@ -1,0 +1,490 @@
+"""The sealed, encrypted instance: one SQLCipher database, its keyring and its snapshots.
+
+``instance/`` holds ``klucznik.db`` (SQLCipher 4, raw 32-byte key), ``keyring.json`` (wrapped copies of
+that key, see :mod:`klucznik.keyring`) and ``snapshots/``.
+
+**Copying ``instance/`` at any moment is a backup.** A raw copy of a live WAL database taken during a
+write can be torn or silently old (SECURITY.md §2). So every write transaction, before it is
+acknowledged, also leaves a complete encrypted snapshot: ``VACUUM INTO`` a temporary file, fsync,
+rename to ``snapshots/klucznik-<generation>.db``, fsync of the folder. Each database carries a
+generation number that every write increments. When the instance is unsealed, the live database and
+the snapshots are checked (``integrity_check``, ``cipher_integrity_check``) and the valid one with the
+highest generation wins; a damaged live database is moved aside, never deleted.
+Snapshots are pruned only when they are both older than ``snapshot_min_age`` seconds and not among
+the newest ``keep_snapshots``, so a copy tool that listed one has time to read it.
+
+No other module imports ``sqlcipher3``: its errors are translated here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import os
+import re
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC
+from datetime import datetime
+from pathlib import Path
+
+import sqlcipher3
+from sqlite_utils import Database
+
+from klucznik.errors import InstanceDamaged
+from klucznik.errors import Sealed
+from klucznik.errors import StorageError
+from klucznik.errors import ValidationError
+from klucznik.errors import WrongCredentials
+from klucznik.keyring import DEFAULT_KDF
+from klucznik.keyring import KdfParams
+from klucznik.keyring import Keyring
+from klucznik.keyring import fsync_dir
+from klucznik.keyring import validate_password
+from klucznik.keyring import validate_username
+from klucznik.migrations import migrations
+
+DB_NAME = "klucznik.db"
+KEYRING_NAME = "keyring.json"
+SNAPSHOT_DIR = "snapshots"
+_SNAPSHOT_RE = re.compile(r"^klucznik-(\d{12})\.db$")
+
+DatabaseError = sqlcipher3.dbapi2.DatabaseError
+IntegrityError = sqlcipher3.dbapi2.IntegrityError
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    """The one text form of a moment stored in the database: UTC, seconds, ``Z``."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def open_database(path: Path, dmk: bytes, *, readonly_checks: bool = False) -> Database:
+    """Open ``path`` with the raw key ``dmk``; :class:`InstanceDamaged` if it does not open.
+
+    Never creates a file: SQLCipher would silently make an empty database at a wrong path.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InstanceDamaged(f"Brak pliku bazy danych {path.name}.", f"The database file {path.name} is missing.")
+    conn = sqlcipher3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=10)
+    try:
+        conn.execute(f"PRAGMA key = \"x'{dmk.hex()}'\"")
+        conn.execute("PRAGMA cipher_compatibility = 4")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        if not readonly_checks:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute("PRAGMA foreign_keys = ON")
+    except DatabaseError:
+        conn.close()
+        raise InstanceDamaged(
+            "Plik bazy danych jest uszkodzony albo nie pasuje do pliku keyring.json. Przywróć cały folder "
+            "instance/ z kopii zapasowej.",
+            "The database file is damaged or does not belong with keyring.json. Restore the whole "
+            "instance/ folder from a backup.") from None
+    return Database(conn)
+
+
+def integrity_report(db: Database) -> dict[str, object]:
+    """``integrity_check`` and ``cipher_integrity_check`` of ``db`` (the WAL is checkpointed first)."""
+    try:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        integrity = [row[0] for row in db.execute("PRAGMA integrity_check").fetchall()]
+        cipher = [row[0] for row in db.execute("PRAGMA cipher_integrity_check").fetchall()]
+    except DatabaseError as exc:
+        return {"ok": False, "integrity_check": [str(exc)], "cipher_integrity_check": []}
+    return {"ok": integrity == ["ok"] and not cipher, "integrity_check": integrity,
+            "cipher_integrity_check": cipher}
+
+
+def generation(db: Database) -> int:
+    return int(db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
+
+
+@dataclass(frozen=True)
+class UnsealResult:
+    """What happened while unsealing: which copy was used, and what was moved aside."""
+
+    generation: int
+    restored_from: str | None = None
+    moved_aside: str | None = None
+
+
+class Store:
+    """The instance folder; sealed until :meth:`unseal` is given the database key.
+
+    Thread-safe: waitress serves requests from several threads of one process, and the key lives only
+    in this object's memory.
+    """
+
+    def __init__(self, instance_path: Path | str, *, kdf: KdfParams = DEFAULT_KDF, keep_snapshots: int = 3,
+                 snapshot_min_age: float = 120.0) -> None:
+        self.path = Path(instance_path)
+        self.kdf = kdf
+        self.keep_snapshots = keep_snapshots
+        self.snapshot_min_age = snapshot_min_age
+        self._dmk: bytes | None = None
+        self._lock = threading.RLock()
+        self._write_lock = threading.Lock()
+        self.last_unseal: UnsealResult | None = None
+
+    # -- paths and state -----------------------------------------------------------------------------
+
+    @property
+    def db_path(self) -> Path:
+        return self.path / DB_NAME
+
+    @property
+    def keyring_path(self) -> Path:
+        return self.path / KEYRING_NAME
+
+    @property
+    def snapshot_path(self) -> Path:
+        return self.path / SNAPSHOT_DIR
+
+    def snapshots(self) -> list[tuple[int, Path]]:
+        """``(generation, path)`` of every complete snapshot, newest first."""
+        if not self.snapshot_path.is_dir():
+            return []
+        found = []
+        for entry in self.snapshot_path.iterdir():
+            match = _SNAPSHOT_RE.match(entry.name)
+            if match:
+                found.append((int(match.group(1)), entry))
+        return sorted(found, reverse=True)
+
+    def state(self) -> str:
+        """``new`` (nothing set up), ``sealed`` or ``unsealed``; :class:`InstanceDamaged` if half there."""
+        if self._dmk is not None:
+            return "unsealed"
+        has_keyring = self.keyring_path.exists()
+        has_data = self.db_path.exists() or bool(self.snapshots())
+        if not has_keyring and not has_data:
+            return "new"
+        if not has_keyring:
+            raise InstanceDamaged(
+                "W folderze instance/ brakuje pliku keyring.json: kopia zapasowa musi obejmować cały folder. "
+                "Przywróć go z kopii.",
+                "instance/keyring.json is missing: a backup must hold the whole folder. Restore it.")
+        if not has_data:
+            raise InstanceDamaged(
+                "W folderze instance/ jest keyring.json, ale brakuje bazy danych. Przywróć cały folder z kopii.",
+                "instance/ has keyring.json but no database. Restore the whole folder from a backup.")
+        return "sealed"
+
+    @property
+    def is_sealed(self) -> bool:
+        return self._dmk is None
+
+    def keyring(self) -> Keyring:
+        return Keyring.load(self.keyring_path)
+
+    # -- setup, unseal, seal ---------------------------------------------------------------------------
+
+    def setup(self, username: str, password: str, *, at: datetime | None = None) -> str:
+        """Create the instance with its first administrator; returns the recovery code (show it once)."""
+        username = validate_username(username)
+        validate_password(password)
+        with self._lock:
+            if self.state() != "new":
+                raise ValidationError("Portal jest już skonfigurowany.", "The portal is already set up.")
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.snapshot_path.mkdir(exist_ok=True)
+            dmk = secrets.token_bytes(32)
+            ring, code = Keyring.create(self.keyring_path, dmk)
+            ring.add_user(username, password, dmk, self.kdf)
+            # The database is created only after the keyring exists: never a key nobody can open.
+            ring.save()
+            conn = sqlcipher3.connect(str(self.db_path), isolation_level=None)
+            conn.execute(f"PRAGMA key = \"x'{dmk.hex()}'\"")
+            conn.execute("PRAGMA cipher_compatibility = 4")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.close()
+            self._dmk = dmk
+            db = self.connect()
+            try:
+                migrations.apply(db)
+            finally:
+                db.close()
+            moment = iso(at or utcnow())
+            with self.write() as db:
+                db["users"].insert({"username": username, "role": "admin", "active": 1,
+                                    "must_change_password": 0, "created_at": moment})
+                db["audit_log"].insert({"at": moment, "actor": username, "action": "instance.setup",
+                                        "object_type": "user", "object_id": username, "details": "{}"})
+            self.last_unseal = UnsealResult(generation=1)
+            return code
+
+    def unseal(self, dmk: bytes) -> UnsealResult:
+        """Open the instance with ``dmk``; pick the newest valid copy (see the module docstring)."""
+        with self._lock:
+            if self._dmk is not None:
+                if not hmac.compare_digest(self._dmk, dmk):
+                    raise InstanceDamaged("Klucz nie pasuje do otwartej bazy.", "The key does not match the open database.")
+                return self.last_unseal or UnsealResult(generation=-1)
+            result = self._recover(dmk)
+            self._dmk = dmk
+            db = self.connect()
+            try:
+                if migrations.pending(db):
+                    migrations.apply(db)
+                    self._snapshot(db)
+            finally:
+                db.close()
+            self.last_unseal = result
+            return result
+
+    def seal(self) -> None:
+        """Forget the key: every page leads to the login again."""
+        with self._lock:
+            self._dmk = None
+
+    def login(self, username: str, password: str) -> None:
+        """Check ``password`` against ``username``'s slot; the first login after a start unseals."""
+        dmk = self.keyring().unlock_user(username, password)
+        self.unseal(dmk)
+
+    def unseal_with_recovery(self, code: str) -> None:
+        self.unseal(self.keyring().unlock_recovery(code))
+
+    def unseal_with_key_file(self, key_file: Path) -> None:
+        """Unattended unseal with the key file kept outside ``instance/``."""
+        try:
+            machine_key = bytes.fromhex(Path(key_file).read_text("ascii").strip())
+        except (OSError, ValueError, UnicodeDecodeError):
+            raise WrongCredentials(f"Nie można odczytać pliku klucza odblokowania {key_file}.",
+                                   f"Cannot read the unseal key file {key_file}.") from None
+        self.unseal(self.keyring().unlock_unattended(machine_key))
+
+    def create_unseal_key_file(self, key_file: Path) -> None:
+        """Write a new unattended-unseal key to ``key_file`` (outside ``instance/``) and add its slot."""
+        key_file = Path(key_file).resolve()
+        if self.path.resolve() in key_file.parents:
+            raise ValidationError(
+                "Plik klucza odblokowania nie może leżeć w folderze instance/ (kopia folderu zdradziłaby klucz).",
+                "The unseal key file must not be inside instance/ (a copy of the folder would reveal it).")
+        dmk = self._require_dmk()
+        machine_key = secrets.token_bytes(32)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, machine_key.hex().encode("ascii") + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        ring = self.keyring()
+        ring.set_unattended(machine_key, dmk)
+        ring.save()
+
+    def _require_dmk(self) -> bytes:
+        dmk = self._dmk
+        if dmk is None:
+            raise Sealed("Portal jest zablokowany: zaloguj się, aby go odblokować.",
+                         "The portal is sealed: log in to unseal it.")
+        return dmk
+
+    def _candidate(self, path: Path, dmk: bytes) -> int | None:
+        """The generation of ``path`` if it opens with ``dmk`` and passes both checks, else None."""
+        try:
+            db = open_database(path, dmk)
+        except InstanceDamaged:
+            return None
+        try:
+            if not integrity_report(db)["ok"]:
+                return None
+            return generation(db)
+        except DatabaseError:
+            return None
+        finally:
+            db.close()
+
+    def _recover(self, dmk: bytes) -> UnsealResult:
+        live = self._candidate(self.db_path, dmk) if self.db_path.exists() else None
+        best: tuple[int, Path] | None = None
+        for gen, snap in self.snapshots():
+            if live is not None and gen <= live:
+                break
+            if self._candidate(snap, dmk) is not None:
+                best = (gen, snap)
+                break
+        if best is None:
+            if live is None:
+                raise InstanceDamaged(
+                    "Baza danych nie otwiera się tym kluczem albo jest uszkodzona, a żadna kopia w "
+                    "instance/snapshots/ nie jest poprawna. Przywróć folder instance/ z kopii zapasowej.",
+                    "The database does not open with this key or is damaged, and no copy in "
+                    "instance/snapshots/ is valid. Restore the instance/ folder from a backup.")
+            return UnsealResult(generation=live)
+        moved = None
+        if self.db_path.exists() or Path(f"{self.db_path}-wal").exists():
+            aside = self.path / f"damaged-{utcnow().strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(2)}"
+            aside.mkdir()
+            for suffix in ("", "-wal", "-shm"):
+                src = Path(f"{self.db_path}{suffix}")
+                if src.exists():
+                    os.replace(src, aside / src.name)
+            moved = str(aside)
+        tmp = self.path / f".restore-{secrets.token_hex(4)}.db"
+        shutil.copyfile(best[1], tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.db_path)
+        fsync_dir(self.path)
+        return UnsealResult(generation=best[0], restored_from=best[1].name, moved_aside=moved)
+
+    # -- connections and writes --------------------------------------------------------------------------
+
+    def connect(self) -> Database:
+        """A new connection (raw key, about 0.1 ms); the caller closes it."""
+        return open_database(self.db_path, self._require_dmk())
+
+    @contextlib.contextmanager
+    def write(self, db: Database | None = None) -> Iterator[Database]:
+        """One write transaction: ``BEGIN IMMEDIATE`` … generation + 1, ``COMMIT``, snapshot.
+
+        When the block returns, the change is durable in the database *and* in a snapshot, so it may be
+        acknowledged to the user.
+        """
+        own = db is None
+        db = db or self.connect()
+        try:
+            with self._write_lock:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                    db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.conn.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+                self._snapshot(db)
+        finally:
+            if own:
+                db.close()
+
+    def _snapshot(self, db: Database) -> Path:
+        """Write a complete, checked snapshot of ``db`` under its generation's name."""
+        self.snapshot_path.mkdir(exist_ok=True)
+        tmp = self.snapshot_path / f".tmp-{secrets.token_hex(6)}.db"
+        try:
+            db.execute("VACUUM INTO ?", [str(tmp)])
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            snap = open_database(tmp, self._require_dmk(), readonly_checks=True)
+            try:
+                gen = generation(snap)
+            finally:
+                snap.close()
+            final = self.snapshot_path / f"klucznik-{gen:012d}.db"
+            if final.exists():
+                tmp.unlink()
+            else:
+                os.replace(tmp, final)
+                fsync_dir(self.snapshot_path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        self._prune()
+        return final
+
+    def _prune(self) -> None:
+        now = time.time()
+        for _gen, path in self.snapshots()[self.keep_snapshots:]:
+            with contextlib.suppress(OSError):
+                if now - path.stat().st_mtime > self.snapshot_min_age:
+                    path.unlink()
+
+    # -- backup and checks --------------------------------------------------------------------------------
+
+    def check(self) -> dict[str, object]:
+        """Integrity of the live database and of the newest snapshot."""
+        db = self.connect()
+        try:
+            report = {"database": integrity_report(db), "generation": generation(db)}
+        finally:
+            db.close()
+        snaps = self.snapshots()
+        if snaps:
+            snap = open_database(snaps[0][1], self._require_dmk(), readonly_checks=True)
+            try:
+                report["snapshot"] = {"name": snaps[0][1].name, **integrity_report(snap)}
+            finally:
+                snap.close()
+        report["ok"] = bool(report["database"]["ok"]) and bool(report.get("snapshot", {"ok": True})["ok"])
+        return report
+
+    def backup(self, dest: Path | str) -> dict[str, object]:
+        """A checked hot backup into the empty or new folder ``dest``: a snapshot, keyring.json, checks."""
+        dest = Path(dest)
+        if dest.exists() and any(dest.iterdir()):
+            raise ValidationError(f"Folder {dest} nie jest pusty; wskaż nowy lub pusty folder.",
+                                  f"The folder {dest} is not empty; choose a new or empty folder.")
+        if dest.resolve() == self.path.resolve() or self.path.resolve() in dest.resolve().parents:
+            raise ValidationError("Kopii nie można zapisać w folderze instance/.",
+                                  "A backup cannot be written inside instance/.")
+        dmk = self._require_dmk()
+        dest.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            ring_bytes = self.keyring_path.read_bytes()
+            db = self.connect()
+            try:
+                live_gen = generation(db)
+                tmp = dest / f".{DB_NAME}.tmp"
+                db.execute("VACUUM INTO ?", [str(tmp)])
+            finally:
+                db.close()
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        copy = open_database(tmp, dmk, readonly_checks=True)
+        try:
+            report = integrity_report(copy)
+            gen = generation(copy)
+        finally:
+            copy.close()
+        if not report["ok"] or gen < live_gen:
+            tmp.unlink()
+            raise StorageError("Kopia zapasowa nie przeszła kontroli spójności; nic nie zapisano.",
+                               "The backup failed its integrity checks; nothing was written.")
+        os.replace(tmp, dest / DB_NAME)
+        (dest / KEYRING_NAME).write_bytes(ring_bytes)
+        fsync_dir(dest)
+        return {"ok": True, "path": str(dest), "generation": gen, **report}
+
+    # -- users' key slots --------------------------------------------------------------------------------
+
+    def add_user_slot(self, username: str, password: str) -> None:
+        """Give ``username`` a key slot for ``password`` (needs the portal unsealed)."""
+        validate_password(password)
+        ring = self.keyring()
+        ring.add_user(validate_username(username), password, self._require_dmk(), self.kdf)
+        ring.save()
+
+    def remove_user_slot(self, username: str) -> None:
+        ring = self.keyring()
+        ring.remove_user(username)
+        ring.save()
+
+    def change_password(self, username: str, old: str, new: str) -> None:
+        validate_password(new)
+        ring = self.keyring()
+        ring.change_password(username, old, new)
+        ring.save()
+
+    def reset_password_with_recovery(self, username: str, code: str, new_password: str) -> None:
+        """A forgotten password: the recovery code proves the right to give ``username`` a new slot."""
+        validate_password(new_password)
+        ring = self.keyring()
+        dmk = ring.unlock_recovery(code)
+        self.unseal(dmk)
+        ring.add_user(username, new_password, dmk, self.kdf)
+        ring.save()
