@@ -62,6 +62,14 @@ SLOTS = ("online", "offline")
 SLOT_TYPES = {"online": "Authentication", "offline": "Offline"}
 SLOT_NAMES_PL = {"online": "uwierzytelniania (online)", "offline": "weryfikacji wystawcy (offline)"}
 SLOT_NAMES_EN = {"online": "authentication (online)", "offline": "issuer verification (offline)"}
+SECTION_TITLES_PL = {
+    "online": "Certyfikat uwierzytelniania (online)",
+    "offline": "Certyfikat weryfikacji wystawcy (offline)",
+}
+SECTION_TITLES_EN = {
+    "online": "Authentication certificate (online)",
+    "offline": "Issuer verification certificate (offline)",
+}
 
 CODES = (
     "not_a_certificate",
@@ -88,6 +96,13 @@ CODES = (
 KSEF_ISSUER_NAMES = ("TEST CCK KSeF", "CCK KSeF")
 SANDBOX_ISSUER_MARK = "Klucznik Sandbox KSeF CA"
 
+_RFC4514_NAMES = {
+    NameOID.ORGANIZATION_IDENTIFIER: "organizationIdentifier",
+    NameOID.SERIAL_NUMBER: "serialNumber",
+    NameOID.GIVEN_NAME: "GN",
+    NameOID.SURNAME: "SN",
+    NameOID.X500_UNIQUE_IDENTIFIER: "uniqueIdentifier",
+}
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 #]+)-----\r?\n.*?-----END \1-----", re.DOTALL)
 _CERT_LABELS = {b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE"}
 _KEY_LABELS = {b"PRIVATE KEY", b"ENCRYPTED PRIVATE KEY", b"RSA PRIVATE KEY", b"EC PRIVATE KEY"}
@@ -699,7 +714,7 @@ def _key_notes(labels: set[bytes], slot: str | None) -> list[Note]:
 
 def summarise(cert: x509.Certificate) -> CertificateInfo:
     """Summarise a certificate: identity, KSeF type, serial, issuer, validity, key algorithm."""
-    subject_names = {NameOID.ORGANIZATION_IDENTIFIER: "organizationIdentifier"}
+    subject_names = _RFC4514_NAMES
     der = cert.public_bytes(serialization.Encoding.DER)
     issuer_cn = _first_attribute(cert.issuer, NameOID.COMMON_NAME)
     return CertificateInfo(
@@ -804,16 +819,15 @@ def _type_problems(info: CertificateInfo, slot: str) -> list[Problem]:
         ]
     if info.ksef_type != SLOT_TYPES[slot]:
         other = "offline" if slot == "online" else "online"
-        other_pl = "offline" if other == "offline" else "uwierzytelniania (online)"
         return [
             _problem(
                 "wrong_slot",
                 "crt",
                 slot,
-                f"To jest certyfikat {other_pl} — wgraj go w sekcji {SLOT_NAMES_PL[other]}, a tutaj certyfikat "
-                f"{SLOT_NAMES_PL[slot]}.",
-                f"This is the {other} certificate — upload it in the {SLOT_NAMES_EN[other]} section, and put the "
-                f"{SLOT_NAMES_EN[slot]} certificate here.",
+                f"To jest certyfikat {other} — wgraj go w sekcji „{SECTION_TITLES_PL[other]}”. Tutaj potrzebny "
+                f"jest certyfikat {slot}.",
+                f'This is the {other} certificate — upload it in the "{SECTION_TITLES_EN[other]}" section. '
+                f"This section needs the {slot} certificate.",
             )
         ]
     return []

@@ -87,3 +87,6 @@ def unseal_key(key_file: Path) -> None:
 
 # Further command groups register here, one line each (keep the domain free of Flask):
 # main.add_command(<group>)
+from klucznik.cli_certs import certs  # noqa: E402  (issue 3: klucznik certs check)
+
+main.add_command(certs)
