@@ -1,0 +1,89 @@
+"""Administration: users (add, remove) and the audit log with filters."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from flask import Blueprint
+from flask import g
+from flask import request
+from flask import url_for
+
+from blueprints.auth import admin_required
+from blueprints.forms import EmptyForm
+from blueprints.forms import UserForm
+from blueprints.web import client_ip
+from blueprints.web import get_db
+from blueprints.web import get_sessions
+from blueprints.web import get_store
+from blueprints.web import htmx_partial_or_page
+from blueprints.web import message
+from blueprints.web import redirect_to
+from blueprints.web import render_page
+from klucznik import audit
+from klucznik import users
+from klucznik.errors import NotFound
+from klucznik.errors import ValidationError
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+def _users_page(form: UserForm, errors: dict[str, str], status: int = 200, created: str | None = None,
+                initial_password: str | None = None) -> Any:
+    return render_page("admin/users.html", status, users=users.list_users(get_db()), form=form, errors=errors,
+                       created=created, initial_password=initial_password, remove_form=EmptyForm())
+
+
+@bp.route("/users", methods=["GET", "POST"])
+@admin_required
+def user_list() -> Any:
+    """List users; POST adds one with an initial password shown once (they change it at first login)."""
+    form = UserForm()
+    errors: dict[str, str] = {}
+    if form.validate_on_submit():
+        password = form.password.data or secrets.token_urlsafe(12)
+        try:
+            user = users.create_user(get_store(), username=form.username.data or "", role=form.role.data or "staff",
+                                     password=password, actor=g.user.username, ip=client_ip())
+        except ValidationError as exc:
+            errors[exc.field or "username"] = message(exc)
+        else:
+            return _users_page(UserForm(formdata=None), {}, created=user.username,
+                               initial_password=None if form.password.data else password)
+    return _users_page(form, errors, 422 if errors else 200)
+
+
+@bp.route("/users/<username>/remove", methods=["POST"])
+@admin_required
+def user_remove(username: str) -> Any:
+    """Remove a user: their key slot is deleted and their sessions end."""
+    form = EmptyForm()
+    errors: dict[str, str] = {}
+    if form.validate_on_submit():
+        try:
+            users.remove_user(get_store(), username=username, actor=g.user.username, ip=client_ip())
+        except (ValidationError, NotFound) as exc:
+            errors["remove"] = message(exc)
+        else:
+            get_sessions().end_user(username)
+            return redirect_to(url_for("admin.user_list"))
+    return _users_page(UserForm(formdata=None), errors, 422 if errors else 400)
+
+
+@bp.route("/audit")
+@admin_required
+def audit_log() -> Any:
+    """The audit log, newest first, filtered by action, user and dates."""
+    args = request.args
+    try:
+        page = max(1, int(args.get("page", "1")))
+    except ValueError:
+        page = 1
+    filters = {"action": args.get("action", "")[:64], "actor": args.get("actor", "")[:64],
+               "since": args.get("since", "")[:10], "until": args.get("until", "")[:10]}
+    until = filters["until"] + "T23:59:59Z" if filters["until"] else ""
+    result = audit.query(get_db(), action=filters["action"], actor=filters["actor"], since=filters["since"],
+                         until=until, page=page)
+    return htmx_partial_or_page("admin/audit.html", "admin/_audit_rows.html", result=result, filters=filters,
+                                actions=audit.actions(get_db()), actors=[u.username for u in users.list_users(get_db())])

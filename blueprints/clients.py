@@ -1,0 +1,111 @@
+"""Client companies: list with live search and pages, add, edit, archive."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint
+from flask import g
+from flask import request
+from flask import url_for
+
+from blueprints.auth import login_required
+from blueprints.forms import ClientForm
+from blueprints.forms import EmptyForm
+from blueprints.web import client_ip
+from blueprints.web import get_db
+from blueprints.web import get_store
+from blueprints.web import htmx_partial_or_page
+from blueprints.web import message
+from blueprints.web import redirect_to
+from blueprints.web import render_page
+from klucznik import clients
+
+bp = Blueprint("clients", __name__)
+
+
+def _page_arg() -> int:
+    try:
+        return max(1, int(request.args.get("page", "1")))
+    except ValueError:
+        return 1
+
+
+@bp.route("/")
+@bp.route("/clients")
+@login_required
+def index() -> Any:
+    """The list; an htmx request (live search, paging) gets only the rows."""
+    query = request.args.get("q", "")[:100]
+    archived = request.args.get("archived") == "1"
+    result = clients.search(get_db(), query, archived=archived, page=_page_arg())
+    return htmx_partial_or_page("clients/index.html", "clients/_results.html", result=result, q=query,
+                                archived=archived)
+
+
+def _form_values(form: ClientForm) -> dict[str, str]:
+    return {"nip": form.nip.data or "", "name": form.name.data or "", "email": form.email.data or "",
+            "notes": form.notes.data or ""}
+
+
+@bp.route("/clients/new", methods=["GET", "POST"])
+@login_required
+def create() -> Any:
+    """Add a client."""
+    form = ClientForm()
+    errors: dict[str, str] = {}
+    if form.validate_on_submit():
+        try:
+            values = clients.validate(**_form_values(form))
+            with get_store().write() as db:
+                client = clients.create_client(db, values, actor=g.user.username, ip=client_ip())
+        except clients.ClientErrors as exc:
+            errors = {name: message(err) for name, err in exc.errors.items()}
+        else:
+            return redirect_to(url_for("clients.view", client_id=client.id))
+    return render_page("clients/form.html", 422 if errors else 200, form=form, errors=errors, client=None)
+
+
+@bp.route("/clients/<int:client_id>")
+@login_required
+def view(client_id: int) -> Any:
+    """One client: data, how KSeF access is authorised, credentials."""
+    db = get_db()
+    client = clients.get_client(db, client_id)
+    credentials = list(db.query(
+        "SELECT id, slot, origin, ksef_type, serial, subject, issuer, not_before, not_after, status, created_at, "
+        "created_by, superseded_at FROM credentials WHERE client_id = ? ORDER BY status = 'active' DESC, id DESC",
+        [client_id]))
+    return render_page("clients/view.html", client=client, credentials=credentials, form=EmptyForm())
+
+
+@bp.route("/clients/<int:client_id>/edit", methods=["GET", "POST"])
+@login_required
+def edit(client_id: int) -> Any:
+    """Change a client's data."""
+    client = clients.get_client(get_db(), client_id)
+    form = ClientForm(data={"nip": client.nip_formatted, "name": client.name, "email": client.email,
+                            "notes": client.notes})
+    errors: dict[str, str] = {}
+    if form.validate_on_submit():
+        try:
+            values = clients.validate(**_form_values(form))
+            with get_store().write() as db:
+                clients.update_client(db, client_id, values, actor=g.user.username, ip=client_ip())
+        except clients.ClientErrors as exc:
+            errors = {name: message(err) for name, err in exc.errors.items()}
+        else:
+            return redirect_to(url_for("clients.view", client_id=client_id))
+    return render_page("clients/form.html", 422 if errors else 200, form=form, errors=errors, client=client)
+
+
+@bp.route("/clients/<int:client_id>/archive", methods=["POST"])
+@login_required
+def archive(client_id: int) -> Any:
+    """Archive (or, with ``restore=1``, bring back) a client; nothing is deleted."""
+    form = EmptyForm()
+    if form.validate_on_submit():
+        with get_store().write() as db:
+            clients.set_archived(db, client_id, request.form.get("restore") != "1", actor=g.user.username,
+                                 ip=client_ip())
+    return redirect_to(url_for("clients.view", client_id=client_id))

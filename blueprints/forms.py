@@ -1,0 +1,63 @@
+"""Flask-WTF forms: CSRF, field parsing and size limits. The rules themselves live in the domain."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField
+from wtforms import PasswordField
+from wtforms import SelectField
+from wtforms import StringField
+from wtforms import TextAreaField
+
+
+class SetupForm(FlaskForm):
+    username = StringField()
+    password = PasswordField()
+    password2 = PasswordField()
+
+
+class LoginForm(FlaskForm):
+    username = StringField()
+    password = PasswordField()
+
+
+class RecoverForm(FlaskForm):
+    username = StringField()
+    code = StringField()
+    new_password = PasswordField()
+    new_password2 = PasswordField()
+
+
+class PasswordForm(FlaskForm):
+    current_password = PasswordField()
+    new_password = PasswordField()
+    new_password2 = PasswordField()
+
+
+class ConfirmForm(FlaskForm):
+    confirmed = BooleanField()
+
+
+class ClientForm(FlaskForm):
+    nip = StringField()
+    name = StringField()
+    email = StringField()
+    notes = TextAreaField()
+
+
+class UserForm(FlaskForm):
+    username = StringField()
+    role = SelectField(choices=[("staff", "staff"), ("admin", "admin")])
+    password = PasswordField()
+
+
+class OfficeForm(FlaskForm):
+    name = StringField()
+    nip = StringField()
+    ksef_environment = SelectField(choices=[("test", "test"), ("demo", "demo"), ("prod", "prod"),
+                                            ("sandbox", "sandbox")])
+    sandbox_url = StringField()
+
+
+class EmptyForm(FlaskForm):
+    """Only the CSRF token (buttons that change state)."""

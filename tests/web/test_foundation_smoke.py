@@ -1,0 +1,54 @@
+"""The first five minutes: setup, recovery code, login, clients, office (real instance, real Flask app)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from klucznik.keyring import TEST_KDF
+from klucznik.storage import Store
+from tests.conftest import WebClient
+from tests.conftest import make_app
+
+
+@pytest.fixture
+def fresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> WebClient:
+    """A portal over an empty instance folder."""
+    path = tmp_path / "instance"
+    monkeypatch.setenv("KLUCZNIK_INSTANCE", str(path))
+    return WebClient(make_app(Store(path, kdf=TEST_KDF)).test_client())
+
+
+def test_first_visit_leads_to_setup(fresh: WebClient) -> None:
+    response = fresh.get("/clients")
+    assert response.status_code == 303
+    assert response.headers["Location"].endswith("/setup")
+
+
+def test_setup_refuses_short_password_and_keeps_form(fresh: WebClient) -> None:
+    fresh.get("/setup")
+    response = fresh.post("/setup", {"username": "anna", "password": "short", "password2": "short"})
+    assert response.status_code == 422
+    assert "co najmniej 12 znaków" in response.get_data(as_text=True)
+
+
+def test_setup_shows_recovery_code_until_confirmed(fresh: WebClient) -> None:
+    fresh.get("/setup")
+    response = fresh.post("/setup", {"username": "anna", "password": "a long password", "password2": "a long password"})
+    assert response.headers["Location"].endswith("/setup/recovery-code")
+    page = fresh.get("/clients")
+    assert page.headers["Location"].endswith("/setup/recovery-code")
+    shown = fresh.get("/setup/recovery-code").get_data(as_text=True)
+    assert "recovery-code" in shown
+    assert fresh.post("/setup/recovery-code", {}).status_code == 422
+    assert fresh.post("/setup/recovery-code", {"confirmed": "y"}).status_code == 303
+    assert fresh.get("/clients").status_code == 200
+    # Once confirmed, the code is gone from the server.
+    assert fresh.get("/setup/recovery-code").status_code == 303
+
+
+def test_polish_is_the_default_and_english_selectable(web: WebClient) -> None:
+    assert "Klienci" in web.get("/clients").get_data(as_text=True)
+    web.post("/language", {"lang": "en", "next": "/clients"})
+    assert "Clients" in web.get("/clients").get_data(as_text=True)
