@@ -90,3 +90,6 @@ def unseal_key(key_file: Path) -> None:
 from klucznik.cli_certs import certs  # noqa: E402  (issue 3: klucznik certs check)
 
 main.add_command(certs)
+from klucznik.cli_xml import xml  # noqa: E402  (issue 5: klucznik xml check)
+
+main.add_command(xml)
