@@ -7,7 +7,6 @@ and the portal never imports the sandbox (it is only started as a command).
 from __future__ import annotations
 
 import importlib
-import os
 
 import click
 
@@ -34,4 +33,4 @@ main = _Main(name="klucznik", help=_domain.help, commands=_domain.commands,
              context_settings={"help_option_names": ["-h", "--help"]})
 
 if __name__ == "__main__":
-    main(prog_name=os.environ.get("KLUCZNIK_PROG", "klucznik"))
+    main(prog_name="klucznik")

@@ -32,6 +32,7 @@ from klucznik import users
 from klucznik.errors import NotFound
 from klucznik.errors import ValidationError
 from klucznik.errors import WrongCredentials
+from klucznik.storage import utcnow
 from klucznik.throttle import LoginThrottle
 
 bp = Blueprint("auth", __name__)
@@ -69,6 +70,24 @@ def _throttle() -> LoginThrottle:
         ext["klucznik.throttle"] = LoginThrottle(current_app.config["KLUCZNIK_LOGIN_ATTEMPTS"],
                                                  current_app.config["KLUCZNIK_LOGIN_WINDOW"])
     return ext["klucznik.throttle"]
+
+
+def _pending_audit() -> list[dict[str, Any]]:
+    """Failed logins while the portal is sealed wait here (memory) until the next successful login."""
+    return current_app.extensions.setdefault("klucznik.pending_audit", [])
+
+
+def _record_failed_login(username: str, ip: str) -> None:
+    entry = {"actor": username[:64], "action": "auth.login_failed", "object_type": "user",
+             "object_id": username[:64], "ip": ip, "at": utcnow()}
+    store = get_store()
+    if store.is_sealed:
+        pending = _pending_audit()
+        if len(pending) < 1000:
+            pending.append(entry)
+        return
+    with store.write() as db:
+        audit.record(db, **entry)
 
 
 def _start_session(username: str, *, pending_recovery_code: str | None = None) -> None:
@@ -152,16 +171,16 @@ def login() -> Any:
                 _throttle().failed(username, ip)
                 error = _("Wrong username or password. Check that Caps Lock is off.")
                 status = 401
-                if not store.is_sealed:
-                    with store.write() as db:
-                        audit.record(db, actor=username, action="auth.login_failed", object_type="user",
-                                     object_id=username, ip=ip)
+                _record_failed_login(username, ip)
             else:
                 _throttle().succeeded(username, ip)
                 with store.write() as db:
+                    for pending in _pending_audit():
+                        audit.record(db, **pending)
+                    _pending_audit().clear()
+                    restored = store.last_unseal.restored_from if store.last_unseal else None
                     audit.record(db, actor=username, action="auth.login", object_type="user", object_id=username,
-                                 ip=ip, details={"unsealed": store.last_unseal is not None and
-                                                 store.last_unseal.restored_from is not None})
+                                 ip=ip, details={"restored_from": restored} if restored else None)
                 _start_session(username)
                 return redirect_to(_safe_next(request.args.get("next")))
     notice = session.pop("notice", None)
