@@ -182,7 +182,7 @@ class Identity:
 
 @dataclass(frozen=True)
 class CertificateInfo:
-    """What the portal needs to know about a loaded certificate."""
+    """What the portal needs to know about a loaded certificate (``subject`` shows a PESEL masked)."""
 
     certificate: x509.Certificate
     der: bytes
@@ -717,13 +717,17 @@ def summarise(cert: x509.Certificate) -> CertificateInfo:
     subject_names = _RFC4514_NAMES
     der = cert.public_bytes(serialization.Encoding.DER)
     issuer_cn = _first_attribute(cert.issuer, NameOID.COMMON_NAME)
+    identity = identity_of(cert.subject)
+    subject_text = cert.subject.rfc4514_string(subject_names)
+    if identity is not None and identity.type == "PESEL":
+        subject_text = subject_text.replace(identity.value, identity.shown)
     return CertificateInfo(
         certificate=cert,
         der=der,
-        subject=cert.subject.rfc4514_string(subject_names),
+        subject=subject_text,
         common_name=_first_attribute(cert.subject, NameOID.COMMON_NAME),
         organization=_first_attribute(cert.subject, NameOID.ORGANIZATION_NAME),
-        identity=identity_of(cert.subject),
+        identity=identity,
         ksef_type=ksef_type_of(cert),
         serial=f"{cert.serial_number:016X}",
         issuer=cert.issuer.rfc4514_string(subject_names),
