@@ -640,7 +640,7 @@ def sign_xades(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     ctx.key = xmlsec.Key.from_memory(pem, xmlsec.constants.KeyDataFormatPem)
-    for el in sig.iter(etree.Element):
+    for el in tree_root.iter(etree.Element):
         if el.get("Id"):
             ctx.register_id(el, "Id")
     try:
@@ -830,6 +830,8 @@ def _structure(root: etree._Element) -> _Shape:
         raise _refuse("wrong_root")
     if len(signatures) > 1:
         raise _refuse("multiple_signatures")
+    if sum(1 for el in root.iter(etree.Element) if etree.QName(el).localname == "AuthTokenRequest") > 1:
+        raise _refuse("partial_reference")  # a second request next to the signed one: classic wrapping
     if style == "enveloped" and signature.getparent() is not root:
         raise _refuse("partial_reference")
 
@@ -1021,6 +1023,10 @@ def _verified_request(shape: _Shape) -> tuple[etree._Element, bytes]:
         inner = _parse(_gate_bytes(shape.base64_request))
         if not _is_request(inner):
             raise _refuse("wrong_root")
+        if any(
+            etree.QName(el).localname in ("AuthTokenRequest", "Signature") for el in inner.iterdescendants()
+        ):
+            raise _refuse("partial_reference")
         source = inner
     else:
         source = etree.fromstring(etree.tostring(shape.request), _parser())
