@@ -133,3 +133,16 @@ def m002_credentials_and_ksef(db: Database) -> None:
             details TEXT NOT NULL DEFAULT '{}'
         )""")
     db.execute("CREATE INDEX ksef_operations_client ON ksef_operations (client_id, at)")
+
+
+@migrations()
+def m003_auth_request_progress(db: Database) -> None:
+    """Signed-XML wizard (issue 5): what an authentication in progress needs between two page loads.
+
+    ``authentication_token`` is KSeF's short-lived operation token (needed to poll and redeem);
+    ``followup`` is JSON for the step after login (the grant's reference, or the enrollments and their
+    not-yet-certified private keys); both live only in the encrypted database.
+    """
+    db.execute("ALTER TABLE auth_requests ADD COLUMN authentication_token TEXT")
+    db.execute("ALTER TABLE auth_requests ADD COLUMN authentication_token_valid_until TEXT")
+    db.execute("ALTER TABLE auth_requests ADD COLUMN followup TEXT NOT NULL DEFAULT '{}'")
