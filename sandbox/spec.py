@@ -1,0 +1,62 @@
+"""The official KSeF OpenAPI document, loaded once, for the sandbox's input validation and the contract tests.
+
+The sandbox answers an invalid body or parameter the way KSeF does (400, code 21405, the validator's
+text in ``details``); checking with the official document itself keeps the sandbox exactly as strict as
+the contract, no more and no less.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+from pathlib import Path
+
+from openapi_core import OpenAPI
+from openapi_core.validation.request.exceptions import SecurityValidationError
+
+#: Where the project keeps the official document (``/work/shared/ksef/official/open-api.json`` in the team).
+SPEC_CANDIDATES = (
+    Path(__file__).resolve().parent.parent.parent / "shared" / "ksef" / "official" / "open-api.json",
+    Path("/work/shared/ksef/official/open-api.json"),
+)
+
+
+@functools.cache
+def spec_document() -> dict:
+    """The official OpenAPI document as a dict (read once)."""
+    for candidate in SPEC_CANDIDATES:
+        if candidate.is_file():
+            return json.loads(candidate.read_text(encoding="utf-8"))
+    raise FileNotFoundError("open-api.json (official KSeF OpenAPI document) not found")
+
+
+@functools.cache
+def openapi(server: str = "/v2") -> OpenAPI:
+    """The document as an openapi-core object whose server is ``server`` (relative by default)."""
+    document = copy.deepcopy(spec_document())
+    document["servers"] = [{"url": server}]
+    return OpenAPI.from_dict(document)
+
+
+def request_problems(request) -> list[str]:
+    """Validator messages for a Werkzeug/Flask request (parameters and body); empty when valid."""
+    from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest
+
+    try:
+        openapi().validate_request(WerkzeugOpenAPIRequest(request))
+    except SecurityValidationError:
+        return []  # the views authenticate themselves (and answer 401 in KSeF's shape)
+    except Exception as exc:  # openapi-core raises one of many classes; all mean "invalid input"
+        return _messages(exc)
+    return []
+
+
+def _messages(exc: BaseException) -> list[str]:
+    messages = [str(exc).split(":")[0]]
+    cause = exc.__cause__
+    for error in getattr(cause, "schema_errors", ()) or ():
+        messages.append(str(getattr(error, "message", error)))
+    if cause is not None and not getattr(cause, "schema_errors", None):
+        messages.append(str(cause)[:300])
+    return messages
