@@ -18,7 +18,7 @@ from klucznik import clients
 from klucznik.keyring import TEST_KDF
 from klucznik.storage import Store
 
-pytest_plugins: list[str] = ["tests.xades_fixtures"]
+pytest_plugins: list[str] = ["tests.xades_fixtures", "tests.sandbox_fixtures"]
 
 ADMIN = "admin"
 ADMIN_PASSWORD = "admin-password-1"
