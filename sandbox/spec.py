@@ -12,6 +12,7 @@ import functools
 import json
 from pathlib import Path
 
+from openapi_core import Config
 from openapi_core import OpenAPI
 from openapi_core.validation.request.exceptions import SecurityValidationError
 
@@ -36,7 +37,20 @@ def openapi(server: str = "/v2") -> OpenAPI:
     """The document as an openapi-core object whose server is ``server`` (relative by default)."""
     document = copy.deepcopy(spec_document())
     document["servers"] = [{"url": server}]
-    return OpenAPI.from_dict(document)
+    return OpenAPI.from_dict(document, config=Config(extra_media_type_deserializers=_DESERIALIZERS))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _json(value: bytes | str):
+    return json.loads(value)
+
+
+# openapi-core parses XML into an Element (the document types the body as a string) and does not know
+# application/problem+json; these keep both as the document means them.
+_DESERIALIZERS = {"application/xml": _text, "application/problem+json": _json}
 
 
 def request_problems(request) -> list[str]:
