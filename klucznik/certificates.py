@@ -46,9 +46,13 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import NameOID
+from sqlite_utils import Database
 
+from klucznik import audit
+from klucznik import clients
 from klucznik import nip as nip_rules
 from klucznik.errors import ValidationError
+from klucznik.storage import iso
 
 MAX_FILE_SIZE = 64 * 1024
 """Largest accepted file (bytes). KSeF files are about 1 KiB; this also keeps uploads in memory."""
@@ -393,9 +397,17 @@ def check_pair(
     )
 
 
-def check_set(*, online: PairInput, offline: PairInput, nip: str | None, at: datetime) -> SetCheck:
-    """Check the whole form: both pairs, the NIP, the same subject in both, and swaps between sections."""
+def check_set(
+    *, online: PairInput, offline: PairInput, nip: str | None, at: datetime, client_nip: str | None = None
+) -> SetCheck:
+    """Check the whole form: both pairs, the NIP, the same subject in both, and swaps between sections.
+
+    ``client_nip``: the NIP of the client the files are uploaded for; a different NIP typed into the
+    form is refused (``nip_mismatch`` on the ``nip`` field).
+    """
     nip_value, nip_problems = check_nip(nip)
+    if nip_value is not None and client_nip is not None and nip_value != client_nip:
+        nip_problems = (_client_nip_mismatch(nip_value, client_nip),)
     pairs = {
         slot: check_pair(
             slot=slot, crt=given.crt, key=given.key, password=given.password, at=at, nip=nip_value
@@ -406,6 +418,91 @@ def check_set(*, online: PairInput, offline: PairInput, nip: str | None, at: dat
     set_problems = list(nip_problems) + _different_subjects(pairs)
     return SetCheck(
         nip=nip_value, online=pairs["online"], offline=pairs["offline"], problems=tuple(set_problems)
+    )
+
+
+def _client_nip_mismatch(typed: str, client_nip: str) -> Problem:
+    """nip_mismatch on the NIP field: the typed NIP is not the client's."""
+    return _problem(
+        "nip_mismatch",
+        "nip",
+        None,
+        f"Wpisany NIP {nip_rules.format_nip(typed)} nie jest NIP-em tego klienta ({nip_rules.format_nip(client_nip)}). "
+        "Pliki wgrywasz dla tego klienta: wpisz jego NIP albo przejdź do właściwego klienta.",
+        f"The NIP entered, {nip_rules.format_nip(typed)}, is not this client's NIP ({nip_rules.format_nip(client_nip)}). "
+        "The files are uploaded for this client: enter its NIP or go to the right client.",
+    )
+
+
+def save_uploaded_set(
+    db: Database, *, client_id: int, result: SetCheck, actor: str | None, ip: str | None, at: datetime
+) -> tuple[int, int]:
+    """Store both checked pairs for a client, inside ``store.write()``; returns the new credential ids.
+
+    The client's active credentials become ``superseded`` (never deleted), its auth method becomes
+    ``user_certs`` and an audit record ``credentials.upload`` is written, all in the caller's
+    transaction, so either everything is stored or nothing.
+    """
+    if not result.ok:
+        raise ValidationError(
+            "Pliki mają błędy i nie zostały zapisane.",
+            "The files have errors and were not stored.",
+            code="invalid",
+        )
+    clients.get_client(db, client_id)
+    now = iso(at)
+    superseded = db.execute(
+        "UPDATE credentials SET status = 'superseded', superseded_at = ? WHERE client_id = ? AND status = 'active'",
+        [now, client_id],
+    ).rowcount
+    ids = tuple(
+        _insert_credential(db, client_id=client_id, pair=result.pair(slot), actor=actor, now=now)
+        for slot in SLOTS
+    )
+    clients.set_auth_method(db, client_id, "user_certs")
+    audit.record(
+        db,
+        actor=actor,
+        action="credentials.upload",
+        object_type="client",
+        object_id=client_id,
+        details={
+            "online_serial": result.online.certificate.serial,
+            "offline_serial": result.offline.certificate.serial,
+            "superseded": superseded,
+        },
+        ip=ip,
+        at=at,
+    )
+    return ids
+
+
+def _insert_credential(db: Database, *, client_id: int, pair: PairCheck, actor: str | None, now: str) -> int:
+    """One ``credentials`` row: certificate DER, key bytes as uploaded, password (only if the key needs one)."""
+    info = pair.certificate
+    return (
+        db["credentials"]
+        .insert(
+            {
+                "client_id": client_id,
+                "slot": pair.slot,
+                "origin": "uploaded",
+                "certificate": info.der,
+                "private_key": pair.key.data,
+                "key_password": pair.password if pair.key.encrypted else None,
+                "ksef_type": info.ksef_type,
+                "serial": info.serial,
+                "subject": info.subject,
+                "issuer": info.issuer,
+                "fingerprint": info.fingerprint,
+                "not_before": iso(info.not_before),
+                "not_after": iso(info.not_after),
+                "status": "active",
+                "created_at": now,
+                "created_by": actor,
+            }
+        )
+        .last_pk
     )
 
 
