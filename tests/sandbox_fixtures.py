@@ -82,10 +82,18 @@ class ContractRecorder:
 
         def record(payload: bytes) -> None:
             with self._lock:
-                self.exchanges.append(Exchange(
-                    environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", ""),
-                    tuple(request.headers.items()), body, seen.get("status"), seen.get("headers", ()), payload,
-                ))
+                self.exchanges.append(
+                    Exchange(
+                        environ["REQUEST_METHOD"],
+                        environ.get("PATH_INFO", ""),
+                        environ.get("QUERY_STRING", ""),
+                        tuple(request.headers.items()),
+                        body,
+                        seen.get("status"),
+                        seen.get("headers", ()),
+                        payload,
+                    )
+                )
 
         try:
             chunks = list(self.wsgi_app(environ, recording_start_response))
@@ -129,8 +137,12 @@ def validate(exchange: Exchange) -> list[str]:
         return [f"{exchange.method} {exchange.path}: not an operation of the OpenAPI document"]
     headers = dict(exchange.headers)
     environ = EnvironBuilder(
-        path=exchange.path, method=exchange.method, query_string=exchange.query, headers=headers,
-        data=exchange.body, base_url="http://127.0.0.1",
+        path=exchange.path,
+        method=exchange.method,
+        query_string=exchange.query,
+        headers=headers,
+        data=exchange.body,
+        base_url="http://127.0.0.1",
     ).get_environ()
     openapi_request = WerkzeugOpenAPIRequest(Request(environ))
     problems = []
@@ -144,11 +156,15 @@ def validate(exchange: Exchange) -> list[str]:
     if exchange.status is None or dict(exchange.response_headers).get("X-Sandbox-Fault") == "injected":
         TOTALS["faults"] += 1
         return problems
-    response = Response(exchange.response_body, status=exchange.status, headers=list(exchange.response_headers))
+    response = Response(
+        exchange.response_body, status=exchange.status, headers=list(exchange.response_headers)
+    )
     try:
         openapi().validate_response(openapi_request, WerkzeugOpenAPIResponse(response))
     except Exception as exc:  # noqa: BLE001
-        problems.append(f"response {exchange.status} to {exchange.method} {exchange.path}: {exc!r} {exc.__cause__!r}")
+        problems.append(
+            f"response {exchange.status} to {exchange.method} {exchange.path}: {exc!r} {exc.__cause__!r}"
+        )
     if not problems:
         TOTALS["validated"] += 1
         key = (exchange.method, template, exchange.status)
@@ -172,25 +188,47 @@ class SandboxServer:
     def client(self, **kwargs: Any) -> KsefClient:
         """A :class:`KsefClient` for this sandbox whose sleeps are recorded in ``self.sleeps`` (not slept)."""
         kwargs.setdefault("sleep", self.sleeps.append)
-        kwargs.setdefault("retries", RetryPolicy(attempts=3, backoff=0.01, rate_limit_attempts=3, max_retry_after=60))
+        kwargs.setdefault(
+            "retries", RetryPolicy(attempts=3, backoff=0.01, rate_limit_attempts=3, max_retry_after=60)
+        )
         kwargs.setdefault("timeout", (2.0, 5.0))
         kwargs.setdefault("clock", self.state.now)
         return KsefClient(self.url, **kwargs)
 
-    def signed_request(self, challenge: str, *, context_nip: str, nip: str | None = None, pesel: str | None = None,
-                       style: str = "enveloped", name: str | None = None) -> bytes:
+    def signed_request(
+        self,
+        challenge: str,
+        *,
+        context_nip: str,
+        nip: str | None = None,
+        pesel: str | None = None,
+        style: str = "enveloped",
+        name: str | None = None,
+    ) -> bytes:
         """An AuthTokenRequest for ``context_nip`` signed by the sandbox identity of ``nip`` or ``pesel``."""
         xml = xades.build_auth_token_request(challenge=challenge, nip=context_nip)
         certificate, key = ca.qualified_identity(nip=nip, pesel=pesel, name=name)
         return signer.sign(xml, certificate=certificate, private_key=key, style=style)
 
-    def login(self, context_nip: str, *, nip: str | None = None, pesel: str | None = None,
-              style: str = "enveloped", client: KsefClient | None = None) -> KsefClient:
+    def login(
+        self,
+        context_nip: str,
+        *,
+        nip: str | None = None,
+        pesel: str | None = None,
+        style: str = "enveloped",
+        client: KsefClient | None = None,
+    ) -> KsefClient:
         """Walk the real flow (challenge, signed XML, poll, redeem) and return the authenticated client."""
         client = client or self.client()
         challenge = client.challenge()
-        signed = self.signed_request(challenge.challenge, context_nip=context_nip,
-                                     nip=nip if (nip or pesel) else context_nip, pesel=pesel, style=style)
+        signed = self.signed_request(
+            challenge.challenge,
+            context_nip=context_nip,
+            nip=nip if (nip or pesel) else context_nip,
+            pesel=pesel,
+            style=style,
+        )
         client.authenticate(signed, interval=0.0)
         return client
 
@@ -200,8 +238,9 @@ class SandboxServer:
         """Link a PESEL to a NIP as its owner (what ``/testdata/person`` does)."""
         self.state.add_person(Person(nip=nip, pesel=pesel, description=description))
 
-    def seed_permissions(self, *, context_nip: str, identifier_type: str, identifier: str,
-                         permissions: list[str]) -> None:
+    def seed_permissions(
+        self, *, context_nip: str, identifier_type: str, identifier: str, permissions: list[str]
+    ) -> None:
         """Give an identifier permissions in a context (what ``/testdata/permissions`` does)."""
         self.state.add_test_permissions(context_nip, Identity(identifier_type, identifier), permissions)
 
@@ -265,13 +304,20 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
 
     operations = sorted({(m, p) for m, p, _ in COVERAGE})
     in_document = sum(
-        1 for methods in spec_document()["paths"].values() for m in methods if m in ("get", "post", "put", "delete")
+        1
+        for methods in spec_document()["paths"].values()
+        for m in methods
+        if m in ("get", "post", "put", "delete")
     )
     write = terminalreporter.write_line
     terminalreporter.section("KSeF contract (official OpenAPI document)")
-    write(f"{TOTALS['validated']} exchanges validated (request and response), {TOTALS['faults']} injected faults "
-          f"counted apart, {TOTALS['requests_skipped']} deliberately invalid requests")
-    write(f"{len(operations)} operations covered of {in_document} in the document; "
-          f"{len(COVERAGE)} (operation, status) pairs:")
+    write(
+        f"{TOTALS['validated']} exchanges validated (request and response), {TOTALS['faults']} injected faults "
+        f"counted apart, {TOTALS['requests_skipped']} deliberately invalid requests"
+    )
+    write(
+        f"{len(operations)} operations covered of {in_document} in the document; "
+        f"{len(COVERAGE)} (operation, status) pairs:"
+    )
     for method, path, status in sorted(COVERAGE):
         write(f"  {method:6} {path}  {status}  x{COVERAGE[(method, path, status)]}")
