@@ -70,13 +70,10 @@ def upload(client_id: int) -> Any:
     """GET: the form; POST ("Wgraj pliki"): check everything again and store both pairs or nothing."""
     client = clients.get_client(get_db(), client_id)
     if request.method == "GET":
-        form = UploadForm(
-            certificates.PairInput(), certificates.PairInput(), client.nip_formatted, frozenset()
-        )
         return render_page(
             "certificates/upload.html",
             client=client,
-            nip=form.nip,
+            nip=client.nip_formatted,
             statuses=_blank_statuses(),
             ready=False,
             failed=False,

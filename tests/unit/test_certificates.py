@@ -488,3 +488,35 @@ def test_every_problem_is_well_formed():
 def test_unknown_slot_is_a_programming_error():
     with pytest.raises(ValueError):
         c.check_key(b"x", slot="both")
+
+
+# --- interoperability with the project's sandbox KSeF CA ------------------------------------------------------
+
+
+def test_certificates_issued_by_the_sandbox_ksef_ca_pass_the_full_check():
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    from sandbox import ca as sandbox_ca
+
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, "Przykładowa Spółka"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Przykładowa Spółka z o.o."),
+            x509.NameAttribute(NameOID.ORGANIZATION_IDENTIFIER, COMPANY_NIP),
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "PL"),
+        ]
+    )
+    inputs = {}
+    for slot, ksef_type in (("online", "Authentication"), ("offline", "Offline")):
+        key = ec_key(f"sandbox-{slot}")
+        csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+        cert = sandbox_ca.issue_ksef_certificate(
+            csr, certificate_type=ksef_type, valid_from=AT - timedelta(days=1)
+        )
+        inputs[slot] = c.PairInput(cert_pem(cert), key_pem(key), PASSWORD)
+    assert c.SANDBOX_ISSUER_MARK in sandbox_ca.sandbox_ca_certificate().subject.rfc4514_string()
+    result = c.check_set(**inputs, nip=COMPANY_NIP, at=AT)
+    assert result.ok and result.all_problems == ()
+    assert result.online.certificate.ksef_issuer and result.online.certificate.identity.value == COMPANY_NIP

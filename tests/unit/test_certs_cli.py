@@ -228,3 +228,33 @@ def test_console_script_reports_password_problems_with_exit_1(password, code, tm
 def test_console_script_usage_error_exits_2(tmp_path):
     done = run_console(["certs", "check", "--slot", "online"], None, tmp_path)
     assert done.returncode == 2 and done.stdout == ""
+
+
+def test_console_script_prompts_for_the_password_on_a_terminal(tmp_path):
+    import pty
+
+    s = sample("person")
+    crt, key = write_pair(tmp_path, s.crt, s.key)
+    env = {k: v for k, v in os.environ.items() if k != "KLUCZNIK_KEY_PASSWORD"}
+    pid, fd = pty.fork()
+    if pid == 0:  # the child runs the console script on the pseudo-terminal
+        os.chdir(tmp_path)
+        os.execve(str(CONSOLE_SCRIPT), [str(CONSOLE_SCRIPT), *check_args("online", crt, key, s.nip)], env)
+    output = b""
+    while b"Key password" not in output:
+        output += os.read(fd, 1024)
+    os.write(fd, s.password.encode() + b"\n")
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    _, status = os.waitpid(pid, 0)
+    text = output.decode("utf-8", "replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    assert s.password not in text  # the prompt does not echo
+    data = json.loads(text[text.index("{") :])
+    assert data["ok"] is True and data["certificate"]["serial"] == s.serial
