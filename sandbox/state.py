@@ -532,7 +532,7 @@ class SandboxState:
         """Apply the effects of operations whose time has come and whose status was seen."""
         now = self.now()
         for op in self.operations.values():
-            if not op.done and now >= op.ready_at and op.polls >= self.config.operation_pending_polls:
+            if not op.done and now >= op.ready_at and op.polls > self.config.operation_pending_polls:
                 op.done = True
                 if op.apply is not None and op.final_code == 200:
                     op.apply()
