@@ -1,0 +1,312 @@
+"""The wizard's domain steps against the real sandbox (loopback): challenge → signed file → KSeF → tokens → grant
+or certificates, with failures (expired challenge, refused signer, invalid certificate, a 503)."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import NameOID
+
+from klucznik import clients
+from klucznik import office
+from klucznik import wizard
+from klucznik import xades
+from klucznik.ksef_client import KsefError
+from sandbox import ca
+from sandbox import signer
+
+OFFICE_NIP = "5252955037"
+PESEL = "88102341294"
+
+
+@pytest.fixture
+def setup(store, client_company, sandbox_server):
+    """An office configured for the sandbox, the client company, and a KSeF client with recorded sleeps."""
+    with store.write() as db:
+        office.save_office(
+            db,
+            office.OfficeProfile(
+                name="Biuro Rachunkowe Test",
+                nip=OFFICE_NIP,
+                ksef_environment="sandbox",
+                sandbox_url=sandbox_server.url,
+            ),
+            actor="admin",
+        )
+    return store, client_company, sandbox_server
+
+
+def _issue(setup, method="grant"):
+    store, company, server = setup
+    ksef = server.client()
+    at = server.state.now()
+    request = wizard.issue_request(
+        store, client_id=company.id, method=method, ksef=ksef, actor="admin", at=at
+    )
+    return request, ksef, at
+
+
+def _sign(request, *, nip=None, pesel=None, style="enveloped", identity=None):
+    certificate, key = identity or ca.qualified_identity(nip=nip, pesel=pesel)
+    return signer.sign(request.unsigned_xml, certificate=certificate, private_key=key, style=style)
+
+
+def _run(setup, request, ksef, at, *, limit=20):
+    store, _, _ = setup
+    progress = None
+    for i in range(limit):
+        progress = wizard.advance(
+            store, request_id=request.id, ksef=ksef, actor="admin", at=at + timedelta(seconds=i)
+        )
+        if progress.done:
+            return progress
+    raise AssertionError(f"not finished: {progress}")
+
+
+def test_issue_stores_the_unsigned_file_and_its_expiry(setup):
+    store, company, server = setup
+    request, _, at = _issue(setup)
+    assert request.status == "issued"
+    assert request.expires_at == request.challenge_timestamp + timedelta(minutes=10)
+    assert request.unsigned_xml == xades.build_auth_token_request(
+        challenge=request.challenge, nip=company.nip
+    )
+    assert request.challenge in server.state.challenges
+    with store.connect() as db:
+        ops = list(db.execute("SELECT operation, ok FROM ksef_operations").fetchall())
+        actions = [r[0] for r in db.execute("SELECT action FROM audit_log").fetchall()]
+    assert ("auth.challenge", 1) in ops
+    assert "ksef.auth.challenge" in actions
+
+
+@pytest.mark.parametrize("style", ["enveloped", "enveloping", "profil-zaufany"])
+def test_method_1_whole_flow_grants_the_office(setup, style):
+    store, company, server = setup
+    request, ksef, at = _issue(setup)
+    if style == "profil-zaufany":
+        server.seed_owner(nip=company.nip, pesel=PESEL)
+        signed = _sign(request, pesel=PESEL, style=style)
+    else:
+        signed = _sign(request, nip=company.nip, style=style)
+    result = wizard.check_upload(store, request_id=request.id, data=signed, actor="admin", at=at)
+    assert result.ok, result.problems
+    submitted = wizard.submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
+    assert submitted.status == "submitted" and submitted.reference_number
+    # KSeF received the uploaded bytes unchanged
+    assert server.exchanges("/auth/xades-signature")[-1].body == signed
+    progress = _run(setup, request, ksef, at)
+    assert progress.ok, progress
+    with store.connect() as db:
+        tokens = wizard.active_tokens(db, company.id)
+        row = db.execute("SELECT context_nip, status FROM ksef_tokens").fetchall()
+        assert clients.get_client(db, company.id).auth_method == "grant"
+        actions = [r[0] for r in db.execute("SELECT action FROM audit_log ORDER BY id").fetchall()]
+    assert tokens is not None and row == [(company.nip, "active")]
+    assert {
+        "ksef.auth.upload",
+        "ksef.auth.submit",
+        "ksef.auth.success",
+        "ksef.permissions.grant",
+        "ksef.permissions.granted",
+    } <= set(actions)
+    grants = [
+        g
+        for g in server.state.grants.values()
+        if g.context_nip == company.nip and g.subject_nip == OFFICE_NIP
+    ]
+    assert {g.scope for g in grants} == {"InvoiceRead", "InvoiceWrite"}
+
+
+def test_method_2_enrolls_and_stores_two_generated_certificates(setup):
+    store, company, server = setup
+    request, ksef, at = _issue(setup, method="portal_certs")
+    assert wizard.check_upload(
+        store, request_id=request.id, data=_sign(request, nip=company.nip), actor="admin", at=at
+    ).ok
+    wizard.submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
+    progress = _run(setup, request, ksef, at)
+    assert progress.ok, progress
+    with store.connect() as db:
+        creds = db.execute(
+            "SELECT slot, origin, ksef_type, status, certificate, private_key, key_password "
+            "FROM credentials WHERE client_id = ? ORDER BY slot",
+            [company.id],
+        ).fetchall()
+        assert clients.get_client(db, company.id).auth_method == "portal_certs"
+        followup = wizard.get_request(db, request.id).followup
+    assert [(c[0], c[1], c[2], c[3]) for c in creds] == [
+        ("offline", "generated", "Offline", "active"),
+        ("online", "generated", "Authentication", "active"),
+    ]
+    for c in creds:
+        cert = x509.load_der_x509_certificate(c[4])
+        assert cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_IDENTIFIER)[0].value.endswith(
+            company.nip
+        )
+        assert b"PRIVATE KEY" in c[5] and c[6] is None
+    assert all("key" not in e for e in followup["enrollments"].values())  # keys moved into credentials only
+
+    # a second run supersedes (never deletes) the first pair
+    request2, ksef2, at2 = _issue(setup, method="portal_certs")
+    wizard.check_upload(
+        store, request_id=request2.id, data=_sign(request2, nip=company.nip), actor="admin", at=at2
+    )
+    wizard.submit(store, request_id=request2.id, ksef=ksef2, actor="admin", at=at2)
+    assert _run(setup, request2, ksef2, at2).ok
+    with store.connect() as db:
+        statuses = sorted(
+            r[0]
+            for r in db.execute("SELECT status FROM credentials WHERE client_id = ?", [company.id]).fetchall()
+        )
+    assert statuses == ["active", "active", "superseded", "superseded"]
+
+
+def test_expired_challenge_is_refused_before_sending(setup):
+    store, company, server = setup
+    request, ksef, at = _issue(setup)
+    signed = _sign(request, nip=company.nip)
+    late = request.expires_at + timedelta(seconds=1)
+    result = wizard.check_upload(store, request_id=request.id, data=signed, actor="admin", at=late)
+    assert [p.code for p in result.problems] == ["challenge_expired"]
+    # checked in time, but the confirm button pressed too late
+    assert wizard.check_upload(store, request_id=request.id, data=signed, actor="admin", at=at).ok
+    with pytest.raises(wizard.WizardError) as info:
+        wizard.submit(store, request_id=request.id, ksef=ksef, actor="admin", at=late)
+    assert info.value.code == "challenge_expired"
+    assert info.value.message_pl.startswith("Minęło ponad 10 minut")
+    assert server.exchanges("/auth/xades-signature") == []
+    with store.connect() as db:
+        assert wizard.get_request(db, request.id).status == "expired"
+
+
+def test_challenge_expired_at_ksef_is_explained(setup):
+    store, company, server = setup
+    request, ksef, at = _issue(setup)
+    assert wizard.check_upload(
+        store, request_id=request.id, data=_sign(request, nip=company.nip), actor="admin", at=at
+    ).ok
+    server.advance(minutes=11)  # KSeF's clock ran past the challenge although ours did not
+    with pytest.raises(KsefError) as info:
+        wizard.submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
+    assert 21111 in info.value.codes
+    with store.connect() as db:
+        failed = wizard.get_request(db, request.id)
+        op = db.execute(
+            "SELECT ok, http_status, ksef_code FROM ksef_operations WHERE operation = ?",
+            ["auth.xades_signature"],
+        ).fetchone()
+    assert failed.status == "failed" and failed.status_code == 21111
+    assert op == (0, 400, 21111)
+
+
+def test_signer_without_permissions_is_refused_by_ksef_with_status_415(setup):
+    store, company, server = setup
+    request, ksef, at = _issue(setup)
+    signed = _sign(request, pesel=PESEL)  # a person who is not linked to the company
+    assert wizard.check_upload(store, request_id=request.id, data=signed, actor="admin", at=at).ok
+    wizard.submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
+    progress = _run(setup, request, ksef, at)
+    assert not progress.ok and progress.request.status == "failed"
+    assert progress.explanation.code == 415
+    assert progress.explanation.message_pl.startswith("Podpisujący nie ma w KSeF uprawnień do tej firmy.")
+    with store.connect() as db:
+        assert wizard.active_tokens(db, company.id) is None
+
+
+def _expired_seal(nip: str):
+    root_cert, root_key = ca.qualified_ca().certificate, ca.qualified_ca().private_key
+    key = ca.qualified_identity(nip=nip)[1]
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "PL"),
+            x509.NameAttribute(NameOID.ORGANIZATION_IDENTIFIER, f"VATPL-{nip}"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Firma"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "Pieczęć wygasła"),
+        ]
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(root_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(datetime(2020, 1, 1, tzinfo=UTC))
+        .not_valid_after(datetime(2021, 1, 1, tzinfo=UTC))
+        .sign(root_key, hashes.SHA256())
+    )
+    return cert, key
+
+
+def test_expired_certificate_is_refused_by_ksef_with_status_460(setup):
+    store, company, server = setup
+    request, ksef, at = _issue(setup)
+    signed = _sign(request, identity=_expired_seal(company.nip))
+    assert wizard.check_upload(store, request_id=request.id, data=signed, actor="admin", at=at).ok
+    wizard.submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
+    progress = _run(setup, request, ksef, at)
+    assert progress.request.status == "failed"
+    assert progress.explanation.code == 460
+    assert progress.explanation.message_en.startswith(
+        "The signing certificate is not valid (Nieważny certyfikat)"
+    )
+
+
+def test_503_once_keeps_the_file_for_another_try(setup):
+    store, company, server = setup
+    request, ksef, at = _issue(setup)
+    signed = _sign(request, nip=company.nip)
+    assert wizard.check_upload(store, request_id=request.id, data=signed, actor="admin", at=at).ok
+    server.inject("POST /auth/xades-signature", "error", status=503, times=1)
+    with pytest.raises(KsefError) as info:
+        wizard.submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
+    assert info.value.http_status == 503
+    with store.connect() as db:
+        assert wizard.get_request(db, request.id).status == "checked"
+    wizard.submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
+    assert _run(setup, request, ksef, at).ok
+    bodies = [e.body for e in server.exchanges("/auth/xades-signature")]
+    assert bodies == [signed, signed]
+
+
+def test_polling_503_is_a_passing_notice(setup):
+    store, company, server = setup
+    request, ksef, at = _issue(setup)
+    wizard.check_upload(
+        store, request_id=request.id, data=_sign(request, nip=company.nip), actor="admin", at=at
+    )
+    wizard.submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
+    server.inject("GET /auth/{referenceNumber}", "error", status=503, times=10)
+    progress = wizard.advance(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
+    assert not progress.done and progress.notice is not None and progress.request.status == "submitted"
+    server.clear_faults()
+    assert _run(setup, request, ksef, at).ok
+
+
+def test_bad_upload_is_not_stored_and_cannot_be_submitted(setup):
+    store, company, server = setup
+    request, ksef, at = _issue(setup)
+    result = wizard.check_upload(
+        store, request_id=request.id, data=request.unsigned_xml, actor="admin", at=at
+    )
+    assert [p.code for p in result.problems] == ["not_signed"]
+    with pytest.raises(wizard.WizardError):
+        wizard.submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
+    with store.connect() as db:
+        assert wizard.get_request(db, request.id).signed_xml is None
+
+
+def test_every_auth_status_code_is_explained_in_both_languages():
+    seen = set()
+    for code in (100, 200, 415, 425, 450, 460, 470, 480, 500, 550):
+        e = wizard.explain_auth_status(code, "opis", ("szczegół",))
+        assert e.message_pl and e.message_en and e.message_pl != e.message_en
+        assert e.final == (code != 100) and e.ok == (code == 200)
+        seen.add(e.message_pl)
+    assert len(seen) == 10
+    assert set(wizard.AUTH_STATUS_CODES) == {100, 200, 415, 425, 450, 460, 470, 480, 500, 550}
+    assert wizard.explain_auth_status(999).final
