@@ -13,6 +13,7 @@ BLUEPRINTS = [
     "blueprints.admin",
     "blueprints.office",
     "blueprints.certificates",
+    "blueprints.wizard",
 ]
 
 

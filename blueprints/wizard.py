@@ -1,0 +1,274 @@
+"""The KSeF connection wizard: choose a method; for methods 1 and 2 download, sign, upload, confirm, follow.
+
+Thin views over :mod:`klucznik.wizard`: each handler parses the request, calls one domain step with the
+current time, and renders a page or an htmx partial. The state of an attempt is the ``auth_requests`` row
+(not the browser session), so reloads and second tabs are harmless. Polling uses htmx: the progress
+element asks again after a second, and the final answer has status 286, which stops htmx polling.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import Blueprint
+from flask import abort
+from flask import current_app
+from flask import g
+from flask import request
+from flask import url_for
+from flask_babel import gettext as _
+
+from blueprints.auth import login_required
+from blueprints.web import client_ip
+from blueprints.web import get_db
+from blueprints.web import get_store
+from blueprints.web import htmx
+from blueprints.web import lang
+from blueprints.web import message
+from blueprints.web import redirect_to
+from blueprints.web import render_page
+from klucznik import clients
+from klucznik import wizard
+from klucznik import xades
+from klucznik.errors import PortalError
+from klucznik.ksef_client import KsefError
+from klucznik.storage import utcnow
+
+bp = Blueprint("wizard", __name__)
+
+METHOD_SLUGS = {"grant": "grant", "certificates": "portal_certs"}
+SLUG_OF = {v: k for k, v in METHOD_SLUGS.items()}
+#: Times are shown as the accountant's clock shows them.
+LOCAL_TIME = ZoneInfo("Europe/Warsaw")
+#: htmx stops polling when the answer has this status.
+STOP_POLLING = 286
+
+
+def _now():
+    """The current time (tests pin it with the ``WIZARD_CLOCK`` setting, a callable)."""
+    return current_app.config.get("WIZARD_CLOCK", utcnow)()
+
+
+def _client(client_id: int) -> clients.Client:
+    return clients.get_client(get_db(), client_id)
+
+
+def _method(slug: str) -> str:
+    if slug not in METHOD_SLUGS:
+        abort(404)
+    return METHOD_SLUGS[slug]
+
+
+def _ksef():
+    """A KSeF client for the office's environment (``KSEF_CLIENT_OPTIONS`` adds e.g. retries in tests)."""
+    options = {"timeout": (5.0, 30.0), **current_app.config.get("KSEF_CLIENT_OPTIONS", {})}
+    return wizard.ksef_client_for(get_db(), **options)
+
+
+def _request(client_id: int, request_id: int) -> wizard.AuthRequest:
+    return wizard.get_request(get_db(), request_id, client_id=client_id)
+
+
+def _page_context(client: clients.Client, auth_request: wizard.AuthRequest | None, method: str, **extra: Any):
+    now = _now()
+    seconds_left = auth_request.seconds_left(now) if auth_request else 0
+    return {
+        "client": client,
+        "auth_request": auth_request,
+        "method": method,
+        "slug": SLUG_OF[method],
+        "now": now,
+        "seconds_left": seconds_left,
+        "minutes_left": -(-seconds_left // 60),
+        "expires_local": auth_request.expires_at.astimezone(LOCAL_TIME).strftime("%H:%M:%S")
+        if auth_request
+        else "",
+        "lang_code": lang(),
+        **extra,
+    }
+
+
+@bp.route("/clients/<int:client_id>/wizard")
+@login_required
+def start(client_id: int) -> Any:
+    """Step 1: the three ways to connect the client to KSeF."""
+    client = _client(client_id)
+    return render_page("wizard/start.html", client=client)
+
+
+@bp.route("/clients/<int:client_id>/wizard/<slug>")
+@login_required
+def method_page(client_id: int, slug: str) -> Any:
+    """Methods 1 and 2: the latest attempt (if it is still open) or the button for a new file."""
+    method = _method(slug)
+    client = _client(client_id)
+    latest = wizard.latest_request(get_db(), client_id, method=method)
+    return render_page("wizard/method.html", **_page_context(client, latest, method))
+
+
+@bp.route("/clients/<int:client_id>/wizard/<slug>/new", methods=["POST"])
+@login_required
+def new_request(client_id: int, slug: str) -> Any:
+    """Take a fresh challenge from KSeF and prepare the file to sign."""
+    method = _method(slug)
+    client = _client(client_id)
+    try:
+        auth_request = wizard.issue_request(
+            get_store(),
+            client_id=client.id,
+            method=method,
+            ksef=_ksef(),
+            actor=g.user.username,
+            at=_now(),
+            ip=client_ip(),
+        )
+    except PortalError as exc:
+        return render_page(
+            "wizard/method.html",
+            503 if isinstance(exc, KsefError) else 422,
+            **_page_context(client, None, method, error=message(exc)),
+        )
+    return redirect_to(url_for("wizard.attempt", client_id=client.id, request_id=auth_request.id))
+
+
+@bp.route("/clients/<int:client_id>/wizard/attempts/<int:request_id>")
+@login_required
+def attempt(client_id: int, request_id: int) -> Any:
+    """One attempt: download, instructions, upload, confirmation and progress, as far as it got."""
+    client = _client(client_id)
+    auth_request = _request(client_id, request_id)
+    return render_page("wizard/method.html", **_page_context(client, auth_request, auth_request.method))
+
+
+@bp.route("/clients/<int:client_id>/wizard/attempts/<int:request_id>/AuthTokenRequest.xml")
+@login_required
+def download(client_id: int, request_id: int) -> Any:
+    """The unsigned file, exactly as stored, as an attachment (signing tools must get it unchanged)."""
+    auth_request = _request(client_id, request_id)
+    response = current_app.response_class(auth_request.unsigned_xml, mimetype="application/xml")
+    response.headers["Content-Disposition"] = "attachment; filename=AuthTokenRequest.xml"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.route("/clients/<int:client_id>/wizard/attempts/<int:request_id>/validity")
+@login_required
+def validity(client_id: int, request_id: int) -> Any:
+    """How long the file stays valid (polled; 286 once it has expired, which stops the polling)."""
+    client = _client(client_id)
+    auth_request = _request(client_id, request_id)
+    context = _page_context(client, auth_request, auth_request.method)
+    status = STOP_POLLING if auth_request.expired(context["now"]) or auth_request.status != "issued" else 200
+    return render_page("wizard/_validity.html", status, **context)
+
+
+@bp.route("/clients/<int:client_id>/wizard/attempts/<int:request_id>/upload", methods=["POST"])
+@login_required
+def upload(client_id: int, request_id: int) -> Any:
+    """Check the uploaded signed file at once and show who signed it; nothing is sent to KSeF yet."""
+    client = _client(client_id)
+    auth_request = _request(client_id, request_id)
+    uploaded = request.files.get("signed")
+    data = uploaded.read(xades.MAX_BYTES + 1) if uploaded else b""
+    error = None
+    result = None
+    if not data:
+        error = _("Choose the signed file first.")
+    else:
+        try:
+            result = wizard.check_upload(
+                get_store(),
+                request_id=auth_request.id,
+                client_id=client_id,
+                data=data,
+                actor=g.user.username,
+                at=_now(),
+                ip=client_ip(),
+            )
+        except PortalError as exc:
+            error = message(exc)
+    auth_request = _request(client_id, request_id)
+    context = _page_context(client, auth_request, auth_request.method, result=result, upload_error=error)
+    status = 200 if result is not None and result.ok else 422
+    template = "wizard/_check.html" if htmx else "wizard/method.html"
+    return render_page(template, status, **context)
+
+
+@bp.route("/clients/<int:client_id>/wizard/attempts/<int:request_id>/submit", methods=["POST"])
+@login_required
+def submit(client_id: int, request_id: int) -> Any:
+    """Send the checked file to KSeF (the original bytes) and start following the status."""
+    client = _client(client_id)
+    auth_request = _request(client_id, request_id)
+    error = None
+    try:
+        wizard.submit(
+            get_store(),
+            request_id=auth_request.id,
+            client_id=client_id,
+            ksef=_ksef(),
+            actor=g.user.username,
+            at=_now(),
+            ip=client_ip(),
+        )
+    except PortalError as exc:
+        error = message(exc)
+    auth_request = _request(client_id, request_id)
+    context = _page_context(client, auth_request, auth_request.method, submit_error=error)
+    if not htmx:
+        return render_page("wizard/method.html", **context)
+    if auth_request.status == "checked":  # not sent (KSeF unavailable): offer the button again
+        return render_page("wizard/_confirm.html", **context)
+    return render_page("wizard/_progress.html", STOP_POLLING if auth_request.final else 200, **context)
+
+
+@bp.route("/clients/<int:client_id>/wizard/attempts/<int:request_id>/progress")
+@login_required
+def progress(client_id: int, request_id: int) -> Any:
+    """One step of following KSeF (polled every second until the attempt is finished)."""
+    client = _client(client_id)
+    auth_request = _request(client_id, request_id)
+    notice = None
+    if not auth_request.final and auth_request.status not in ("issued", "checked"):
+        result = wizard.advance(
+            get_store(),
+            request_id=auth_request.id,
+            client_id=client_id,
+            ksef=_ksef(),
+            actor=g.user.username,
+            at=_now(),
+            ip=client_ip(),
+        )
+        auth_request = result.request
+        notice = message(result.notice) if result.notice else None
+    context = _page_context(
+        client,
+        auth_request,
+        auth_request.method,
+        notice=notice,
+        tokens=_token_summary(client_id) if auth_request.status == "done" else None,
+    )
+    status = STOP_POLLING if auth_request.final else 200
+    template = "wizard/_progress.html" if htmx else "wizard/method.html"
+    return render_page(template, status if htmx else 200, **context)
+
+
+def _token_summary(client_id: int) -> dict[str, Any] | None:
+    row = (
+        get_db()
+        .execute(
+            "SELECT context_nip, access_valid_until, refresh_valid_until, created_at FROM ksef_tokens "
+            "WHERE client_id = ? AND status = 'active' ORDER BY id DESC LIMIT 1",
+            [client_id],
+        )
+        .fetchone()
+    )
+    if row is None:
+        return None
+    return {
+        "context_nip": row[0],
+        "access_valid_until": row[1],
+        "refresh_valid_until": row[2],
+        "created_at": row[3],
+    }
