@@ -48,11 +48,14 @@ from klucznik.storage import Store
 from klucznik.storage import iso
 
 CHALLENGE_LIFETIME = timedelta(minutes=10)
+#: A send that did not finish within this time (the portal stopped) may be tried again.
+SENDING_TIMEOUT = timedelta(minutes=2)
 METHODS = ("grant", "portal_certs")
 #: A request's life: issued → checked → submitted → authenticated → granting | enrolling → done; or failed.
 STATUSES = (
     "issued",
     "checked",
+    "sending",
     "submitted",
     "authenticated",
     "granting",
@@ -487,6 +490,8 @@ def check_upload(
                 signed_xml=result.payload,
                 signer=result.signer.as_dict() if result.signer else None,
             )
+        elif request.status == "checked":  # a bad file replaces the good one: nothing is left to send
+            _update(db, request_id, at, status="issued", signed_xml=None, signer=None)
         audit.record(
             db,
             actor=actor,
@@ -537,6 +542,17 @@ def submit(
             _update(db, request_id, at, status="expired")
         pl, en = xades.MESSAGES["challenge_expired"]
         raise WizardError(pl, en, code="challenge_expired")
+    with store.write() as db:  # claim the request: a second tab or a double click cannot send it twice
+        claimed = db.execute(
+            "UPDATE auth_requests SET status = 'sending', updated_at = ? WHERE id = ? AND status = 'checked'",
+            [iso(at), request_id],
+        ).rowcount
+    if not claimed:
+        raise WizardError(
+            "Ten plik jest już wysyłany do KSeF. Poczekaj na wynik.",
+            "This file is already being sent to KSeF. Wait for the result.",
+            code="wrong_state",
+        )
     try:
         init = ksef.submit_xades(request.signed_xml)
     except KsefError as exc:
@@ -545,7 +561,9 @@ def submit(
             _operation(
                 db, client_id=request.client_id, at=at, operation="auth.xades_signature", ok=False, error=exc
             )
-            if not retryable:
+            if retryable:
+                _update(db, request_id, at, status="checked")
+            else:
                 _update(
                     db,
                     request_id,
@@ -642,6 +660,10 @@ def advance(
     """
     with store.connect() as db:
         request = get_request(db, request_id, client_id=client_id)
+    if request.status == "sending" and at - request.updated_at > SENDING_TIMEOUT:
+        with store.write() as db:  # the portal stopped while sending: let the user press the button again
+            _update(db, request.id, at, status="checked")
+            request = get_request(db, request.id)
     try:
         if request.status == "submitted":
             request = _poll_auth(store, request, ksef=ksef, actor=actor, at=at, ip=ip)

@@ -310,3 +310,49 @@ def test_every_auth_status_code_is_explained_in_both_languages():
     assert len(seen) == 10
     assert set(wizard.AUTH_STATUS_CODES) == {100, 200, 415, 425, 450, 460, 470, 480, 500, 550}
     assert wizard.explain_auth_status(999).final
+
+
+def test_a_second_submit_cannot_send_the_file_twice(setup):
+    store, company, server = setup
+    request, ksef, at = _issue(setup)
+    wizard.check_upload(
+        store, request_id=request.id, data=_sign(request, nip=company.nip), actor="admin", at=at
+    )
+    wizard.submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
+    with pytest.raises(wizard.WizardError) as info:
+        wizard.submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
+    assert info.value.code == "wrong_state"
+    assert len(server.exchanges("/auth/xades-signature")) == 1
+    assert _run(setup, request, ksef, at).ok  # the first send is not disturbed
+
+
+def test_a_bad_file_after_a_good_one_leaves_nothing_to_send(setup):
+    store, company, server = setup
+    request, ksef, at = _issue(setup)
+    assert wizard.check_upload(
+        store, request_id=request.id, data=_sign(request, nip=company.nip), actor="admin", at=at
+    ).ok
+    assert not wizard.check_upload(store, request_id=request.id, data=b"%PDF-1.4", actor="admin", at=at).ok
+    with store.connect() as db:
+        reset = wizard.get_request(db, request.id)
+    assert (reset.status, reset.signed_xml, reset.signer) == ("issued", None, None)
+    with pytest.raises(wizard.WizardError):
+        wizard.submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
+
+
+def test_a_send_interrupted_by_a_stopped_portal_can_be_retried(setup):
+    store, company, server = setup
+    request, ksef, at = _issue(setup)
+    wizard.check_upload(
+        store, request_id=request.id, data=_sign(request, nip=company.nip), actor="admin", at=at
+    )
+    with store.write() as db:  # what a crash between the claim and KSeF's answer leaves behind
+        db.execute("UPDATE auth_requests SET status = 'sending' WHERE id = ?", [request.id])
+    early = wizard.advance(
+        store, request_id=request.id, ksef=ksef, actor="admin", at=at + timedelta(seconds=30)
+    )
+    assert early.request.status == "sending"
+    later = wizard.advance(
+        store, request_id=request.id, ksef=ksef, actor="admin", at=at + timedelta(minutes=3)
+    )
+    assert later.request.status == "checked"
