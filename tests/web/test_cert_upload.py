@@ -371,3 +371,19 @@ def test_upload_with_a_missing_file_changes_nothing(web, store, client_company, 
 def test_upload_requires_login(anon, client_company, pinned):
     response = anon.get(upload_url(client_company.id))
     assert response.status_code in (302, 303)
+
+
+def test_english_interface_shows_the_english_messages(web, client_company, pinned):
+    web.get(upload_url(client_company.id))
+    assert web.post("/language", {"lang": "en"}).status_code in (302, 303)
+    page = web.get(upload_url(client_company.id))
+    legends = [
+        e.get_text(strip=True)
+        for e in BeautifulSoup(page.get_data(as_text=True), "html.parser").select("legend")
+    ]
+    assert legends == ["Authentication certificate (online)", "Issuer verification certificate (offline)"]
+    form = {**valid_form(), **_online(good_pair(slot="offline", key=ec_key("third")))}
+    response = post_check(web, client_company.id, "online-crt", form)
+    state, codes, text = statuses(response)["online-crt"]
+    assert codes == {"wrong_slot"} and state == "error"
+    assert text.startswith("This is the offline certificate — upload it in the")
