@@ -1105,8 +1105,12 @@ def signer_from_certificate(cert: x509.Certificate) -> Signer:
     org_id = _attr(subject, NameOID.ORGANIZATION_IDENTIFIER) or ""
     common = _attr(subject, NameOID.COMMON_NAME)
     org = _attr(subject, NameOID.ORGANIZATION_NAME)
-    if not given and not surname and (m := _VATPL_RE.search(org_id)):
-        return Signer(kind="seal", nip=m.group(1), name=org or common)
+    if not given and not surname:
+        # a seal: NIP in organizationIdentifier (VATPL-…), or, in older seals, in serialNumber with an O=
+        if m := _VATPL_RE.search(org_id):
+            return Signer(kind="seal", nip=m.group(1), name=org or common)
+        if org and (m := _VATPL_RE.search(serial) or _NIP_PERSON_RE.search(serial)):
+            return Signer(kind="seal", nip=m.group(1), name=org)
     pesel = m.group(1) if (m := _PESEL_RE.search(serial)) else None
     nip = m.group(1) if (m := _NIP_PERSON_RE.search(serial)) else None
     signer = _person("person", given, surname, pesel, nip)

@@ -458,3 +458,62 @@ def test_sandbox_signer_reads_the_person_from_a_personal_certificate(xades_kit):
     )
     result = xades_kit.check(signed)
     assert result.ok and result.signer.kind == "trusted_profile" and result.signer.pesel == PESEL
+
+
+def _cert_with(*pairs):
+    from datetime import UTC
+    from datetime import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(oid, value) for oid, value in pairs])
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(datetime(2026, 1, 1, tzinfo=UTC))
+        .not_valid_after(datetime(2027, 1, 1, tzinfo=UTC))
+        .sign(key, hashes.SHA256())
+    )
+
+
+def test_signer_from_certificate_subjects():
+    from cryptography.x509.oid import NameOID as N
+
+    seal_serial = _cert_with(
+        (N.COUNTRY_NAME, "PL"),
+        (N.ORGANIZATION_NAME, "Firma"),
+        (N.SERIAL_NUMBER, "VATPL-5261040828"),
+        (N.COMMON_NAME, "Firma"),
+    )
+    assert xades.signer_from_certificate(seal_serial) == xades.Signer(kind="seal", nip=NIP, name="Firma")
+    person_nip = _cert_with(
+        (N.GIVEN_NAME, "Jan"),
+        (N.SURNAME, "Kowalski"),
+        (N.SERIAL_NUMBER, "TINPL-5261040828"),
+        (N.COMMON_NAME, "Jan Kowalski"),
+    )
+    assert xades.signer_from_certificate(person_nip) == xades.Signer(
+        kind="person", nip=NIP, name="Jan Kowalski"
+    )
+    person_pesel = _cert_with(
+        (N.GIVEN_NAME, "Jan"), (N.SURNAME, "Kowalski"), (N.SERIAL_NUMBER, "PESEL-88102341294")
+    )
+    signer = xades.signer_from_certificate(person_pesel)
+    assert (signer.kind, signer.pesel_masked, signer.name) == ("person", "*******1294", "Jan Kowalski")
+    unknown = _cert_with((N.COMMON_NAME, "Ktoś"))
+    assert xades.signer_from_certificate(unknown) == xades.Signer(kind="person", name="Ktoś")
+    # the real KSeF TEST samples
+    from cryptography.x509 import load_pem_x509_certificate
+
+    ksef_person = load_pem_x509_certificate((DATA / "mf-test-authentication.crt").read_bytes())
+    assert xades.signer_from_certificate(ksef_person) == xades.Signer(
+        kind="person", nip="5795955811", name="Clyde Alchfrin"
+    )
+    ksef_seal = load_pem_x509_certificate((DATA / "mf-test-seal-authentication.crt").read_bytes())
+    assert xades.signer_from_certificate(ksef_seal).kind == "seal"

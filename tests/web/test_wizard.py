@@ -168,10 +168,12 @@ def test_method_2_flow_stores_generated_certificates(wiz):
     attempt = wiz.new_attempt("certificates")
     assert wiz.upload(attempt, sign(wiz.download(attempt), nip=wiz.company.nip)).status_code == 200
     wiz.submit(attempt)
-    wiz.follow(attempt)
+    final = wiz.follow(attempt)
     with wiz.store.connect() as db:
-        rows = db.execute("SELECT slot, origin, status FROM credentials ORDER BY slot").fetchall()
-    assert rows == [("offline", "generated", "active"), ("online", "generated", "active")]
+        rows = db.execute("SELECT slot, origin, status, serial FROM credentials ORDER BY slot").fetchall()
+    assert [r[:3] for r in rows] == [("offline", "generated", "active"), ("online", "generated", "active")]
+    for row in rows:  # the stored result is shown
+        assert row[3] in text(final)
 
 
 def test_profil_zaufany_file_shows_the_person_with_masked_pesel(wiz):
