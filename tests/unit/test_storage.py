@@ -1,0 +1,462 @@
+"""The sealed SQLCipher store: setup, seal/unseal, restarts, snapshots, recovery of a damaged live file.
+
+Every test works on a real instance folder (SQLCipher file, keyring.json, snapshots/). "Restart" means a
+new :class:`Store` object over the same folder, as after a process restart.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from klucznik import clients
+from klucznik.errors import InstanceDamaged
+from klucznik.errors import Sealed
+from klucznik.errors import ValidationError
+from klucznik.errors import WrongCredentials
+from klucznik.keyring import TEST_KDF
+from klucznik.storage import Store
+from klucznik.storage import generation
+from klucznik.storage import integrity_report
+from klucznik.storage import iso
+from klucznik.storage import open_database
+from tests.conftest import ADMIN
+from tests.conftest import ADMIN_PASSWORD
+from tests.foundation_tests_fixtures import add_clients
+from tests.foundation_tests_fixtures import nips
+from tests.foundation_tests_fixtures import tree
+
+
+def restart(store: Store, **kwargs) -> Store:  # noqa: ANN003
+    """A new Store over the same folder: sealed, as after a process restart."""
+    return Store(store.path, kdf=TEST_KDF, **kwargs)
+
+
+def client_names(store: Store) -> list[str]:
+    db = store.connect()
+    try:
+        return [row[0] for row in db.execute("SELECT name FROM clients ORDER BY id")]
+    finally:
+        db.close()
+
+
+def restart_and_login(store: Store) -> Store:
+    again = restart(store)
+    again.login(ADMIN, ADMIN_PASSWORD)
+    return again
+
+
+def current_generation(store: Store) -> int:
+    db = store.connect()
+    try:
+        return generation(db)
+    finally:
+        db.close()
+
+
+# -- setup ------------------------------------------------------------------------------------------------
+
+
+def test_new_folder_is_new_and_setup_creates_the_instance(instance_path: Path) -> None:
+    store = Store(instance_path, kdf=TEST_KDF)
+    assert store.state() == "new"
+    assert not instance_path.exists()
+    code = store.setup("Admin", ADMIN_PASSWORD)
+    assert store.state() == "unsealed"
+    assert sorted(p.name for p in instance_path.iterdir() if not p.name.startswith("klucznik.db-")) == [
+        "keyring.json",
+        "klucznik.db",
+        "snapshots",
+    ]
+    assert [gen for gen, _ in store.snapshots()] == [1]
+    assert current_generation(store) == 1
+    assert len(code.replace("-", "")) == 26
+    db = store.connect()
+    try:
+        assert [(r["username"], r["role"], r["must_change_password"]) for r in db["users"].rows] == [
+            ("admin", "admin", 0)
+        ]
+        assert [r["action"] for r in db["audit_log"].rows] == ["instance.setup"]
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("PRAGMA cipher_version").fetchone()[0]  # really SQLCipher
+    finally:
+        db.close()
+
+
+def test_setup_twice_is_refused(store: Store) -> None:
+    with pytest.raises(ValidationError):
+        store.setup("other", "other-password-1")
+    with pytest.raises(ValidationError):
+        restart(store).setup("other", "other-password-1")
+    assert store.keyring().usernames() == [ADMIN]
+
+
+def test_setup_validates_before_creating_anything(instance_path: Path) -> None:
+    store = Store(instance_path, kdf=TEST_KDF)
+    with pytest.raises(ValidationError):
+        store.setup("admin", "short")
+    with pytest.raises(ValidationError):
+        store.setup("Łucja Nowak", ADMIN_PASSWORD)
+    assert not instance_path.exists()
+    assert store.state() == "new"
+
+
+# -- seal, unseal, restart -----------------------------------------------------------------------------------
+
+
+def test_sealed_store_refuses_connections(store: Store) -> None:
+    store.seal()
+    assert store.state() == "sealed"
+    with pytest.raises(Sealed):
+        store.connect()
+    with pytest.raises(Sealed), store.write():
+        pass
+    store.login(ADMIN, ADMIN_PASSWORD)
+    assert store.state() == "unsealed"
+
+
+def test_login_after_restart_sees_the_data(store: Store) -> None:
+    add_clients(store, [("Piekarnia Żurek", nips(1)[0])])
+    again = restart(store)
+    assert again.state() == "sealed"
+    with pytest.raises(Sealed):
+        again.connect()
+    with pytest.raises(WrongCredentials):
+        again.login(ADMIN, "wrong-password-1")
+    assert again.state() == "sealed"
+    again.login(ADMIN, ADMIN_PASSWORD)
+    assert client_names(again) == ["Piekarnia Żurek"]
+    assert again.last_unseal is not None and again.last_unseal.restored_from is None
+
+
+def test_unseal_with_recovery_code_after_restart(store: Store) -> None:
+    add_clients(store, [("Firma A", nips(1)[0])])
+    again = restart(store)
+    with pytest.raises(WrongCredentials):
+        again.unseal_with_recovery("AAAA-BBBB-CCCC-DDDD-EEEE-FFFF-GG")
+    again.unseal_with_recovery(store.recovery_code.lower())  # type: ignore[attr-defined]
+    assert client_names(again) == ["Firma A"]
+
+
+def test_wrong_key_or_foreign_database_is_damaged_and_nothing_changes(store: Store, tmp_path: Path) -> None:
+    add_clients(store, [("Firma A", nips(1)[0])])
+    before = tree(store.path)
+    again = restart(store)
+    with pytest.raises(InstanceDamaged) as info:
+        again.unseal(secrets.token_bytes(32))
+    assert "kopii zapasowej" in info.value.message_pl
+    assert again.is_sealed
+    assert tree(store.path) == before  # nothing created, moved or deleted
+
+    # Another instance's database (and snapshots) next to our keyring: our password opens our keyring
+    # but the key does not open the database.
+    other = Store(tmp_path / "other", kdf=TEST_KDF)
+    other.setup(ADMIN, ADMIN_PASSWORD)
+    add_clients(other, [("Obca firma", nips(1, start=50)[0])])
+    other.seal()
+    shutil.rmtree(store.path / "snapshots")
+    shutil.copytree(other.path / "snapshots", store.path / "snapshots")
+    shutil.copyfile(other.path / "klucznik.db", store.path / "klucznik.db")
+    before = tree(store.path)
+    foreign = restart(store)
+    with pytest.raises(InstanceDamaged):
+        foreign.login(ADMIN, ADMIN_PASSWORD)
+    assert foreign.is_sealed
+    assert tree(store.path) == before
+
+
+def test_open_database_never_creates_a_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nothing.db"
+    with pytest.raises(InstanceDamaged):
+        open_database(missing, secrets.token_bytes(32))
+    assert not missing.exists()
+
+
+def test_plain_file_is_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "plain.db"
+    path.write_bytes(b"SQLite format 3\x00" + os.urandom(8000))
+    with pytest.raises(InstanceDamaged):
+        open_database(path, secrets.token_bytes(32))
+
+
+def test_missing_keyring_is_a_clear_damage(store: Store) -> None:
+    store.keyring_path.unlink()
+    again = restart(store)
+    with pytest.raises(InstanceDamaged) as info:
+        again.state()
+    assert "keyring.json" in info.value.message_pl and "keyring.json" in info.value.message_en
+    with pytest.raises(InstanceDamaged):
+        again.login(ADMIN, ADMIN_PASSWORD)
+
+
+def test_missing_database_and_snapshots_is_a_clear_damage(store: Store) -> None:
+    store.seal()
+    store.db_path.unlink()
+    shutil.rmtree(store.snapshot_path)
+    again = restart(store)
+    with pytest.raises(InstanceDamaged) as info:
+        again.state()
+    assert "brakuje bazy danych" in info.value.message_pl
+    with pytest.raises(InstanceDamaged):
+        again.login(ADMIN, ADMIN_PASSWORD)
+    assert not again.db_path.exists()  # not silently re-created
+
+
+# -- snapshots ------------------------------------------------------------------------------------------------
+
+
+def test_every_write_leaves_a_snapshot_with_a_higher_generation(store: Store) -> None:
+    start = current_generation(store)
+    add_clients(store, [(f"Firma {i}", nip) for i, nip in enumerate(nips(4))])
+    assert current_generation(store) == start + 4
+    gens = [gen for gen, _ in store.snapshots()]
+    assert gens == sorted(gens, reverse=True)
+    assert gens[0] == start + 4
+    # The newest snapshot is a complete database with every change.
+    snap = open_database(store.snapshots()[0][1], store._require_dmk(), readonly_checks=True)
+    try:
+        assert generation(snap) == start + 4
+        assert snap.execute("SELECT count(*) FROM clients").fetchone()[0] == 4
+        assert integrity_report(snap)["ok"]
+    finally:
+        snap.close()
+    assert not list(store.snapshot_path.glob(".tmp-*"))
+
+
+def test_failed_write_changes_nothing_and_leaves_no_snapshot(store: Store) -> None:
+    gen = current_generation(store)
+    snaps = store.snapshots()
+    with pytest.raises(RuntimeError), store.write() as db:
+        clients.create_client(db, clients.validate(nip=nips(1)[0], name="Firma"), actor=ADMIN)
+        raise RuntimeError("boom")
+    assert current_generation(store) == gen
+    assert store.snapshots() == snaps
+    assert client_names(store) == []
+
+
+def test_snapshots_are_kept_while_young(store: Store) -> None:
+    add_clients(store, [(f"Firma {i}", nip) for i, nip in enumerate(nips(6))])
+    # Default: pruned only when older than two minutes, so all are still there.
+    assert len(store.snapshots()) == 7
+
+
+def test_old_snapshots_are_pruned_beyond_the_newest_few(instance_path: Path) -> None:
+    store = Store(instance_path, kdf=TEST_KDF, keep_snapshots=3, snapshot_min_age=0.0)
+    store.setup(ADMIN, ADMIN_PASSWORD)
+    add_clients(store, [(f"Firma {i}", nip) for i, nip in enumerate(nips(6))])
+    assert [gen for gen, _ in store.snapshots()] == [7, 6, 5]
+
+
+def test_old_snapshot_kept_until_min_age(instance_path: Path) -> None:
+    store = Store(instance_path, kdf=TEST_KDF, keep_snapshots=2, snapshot_min_age=60.0)
+    store.setup(ADMIN, ADMIN_PASSWORD)
+    add_clients(store, [(f"Firma {i}", nip) for i, nip in enumerate(nips(3))])
+    assert [gen for gen, _ in store.snapshots()] == [4, 3, 2, 1]
+    # Age the two oldest: the next write prunes exactly those.
+    old = time.time() - 3600
+    for gen, path in store.snapshots():
+        if gen <= 2:
+            os.utime(path, (old, old))
+    add_clients(store, [("Firma X", nips(1, start=99)[0])])
+    assert [gen for gen, _ in store.snapshots()] == [5, 4, 3]
+
+
+# -- a damaged live database ----------------------------------------------------------------------------------
+
+
+def _names_then_seal(store: Store, count: int) -> list[str]:
+    names = [f"Firma {i}" for i in range(count)]
+    add_clients(store, list(zip(names, nips(count), strict=True)))
+    store.seal()  # every connection is closed: the WAL is checkpointed into klucznik.db
+    assert not Path(f"{store.db_path}-wal").exists() or Path(f"{store.db_path}-wal").stat().st_size == 0
+    return names
+
+
+def _check_restored(store: Store, names: list[str], damaged: bytes | None) -> Path:
+    again = restart(store)
+    again.login(ADMIN, ADMIN_PASSWORD)
+    result = again.last_unseal
+    assert result is not None
+    assert result.restored_from == store.snapshots()[0][1].name
+    assert result.moved_aside is not None
+    aside = Path(result.moved_aside)
+    assert aside.parent == store.path and aside.name.startswith("damaged-")
+    if damaged is not None:
+        assert (aside / "klucznik.db").read_bytes() == damaged  # moved aside, never deleted
+    assert client_names(again) == names
+    assert again.check()["ok"]
+    return aside / "klucznik.db"
+
+
+def test_truncated_live_database_is_restored_from_the_newest_snapshot(store: Store) -> None:
+    names = _names_then_seal(store, 5)
+    size = store.db_path.stat().st_size
+    with open(store.db_path, "r+b") as fh:
+        fh.truncate(size // 2)
+    _check_restored(store, names, store.db_path.read_bytes())
+
+
+def test_flipped_bytes_in_live_database_are_detected_and_restored(store: Store) -> None:
+    names = _names_then_seal(store, 5)
+    data = bytearray(store.db_path.read_bytes())
+    page = 4096
+    assert len(data) >= 3 * page
+    for offset in (page + 100, 2 * page + 2000):  # inside encrypted pages: the page HMAC fails
+        data[offset] ^= 0xFF
+    store.db_path.write_bytes(bytes(data))
+    _check_restored(store, names, bytes(data))
+
+
+def test_deleted_live_database_is_restored_from_snapshots(store: Store) -> None:
+    names = _names_then_seal(store, 3)
+    store.db_path.unlink()
+    again = restart(store)
+    assert again.state() == "sealed"
+    again.login(ADMIN, ADMIN_PASSWORD)
+    assert again.last_unseal is not None
+    assert again.last_unseal.restored_from is not None
+    assert again.last_unseal.moved_aside is None
+    assert client_names(again) == names
+
+
+def test_older_live_database_loses_to_a_newer_snapshot(store: Store) -> None:
+    """A live file that is valid but older (e.g. a torn copy missing its WAL) is replaced."""
+    first, second = nips(2)
+    add_clients(store, [("Firma 0", first)])
+    older = store.snapshots()[0][1].read_bytes()
+    add_clients(store, [("Firma 1", second)])
+    store.seal()
+    store.db_path.write_bytes(older)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{store.db_path}{suffix}").unlink(missing_ok=True)
+    aside = _check_restored(store, ["Firma 0", "Firma 1"], None)
+    # Checking the older file switched it to WAL mode (so not byte-identical), but it is kept, whole.
+    kept = open_database(aside, restart_and_login(store)._require_dmk(), readonly_checks=True)
+    try:
+        assert kept.execute("SELECT name FROM clients").fetchall() == [("Firma 0",)]
+    finally:
+        kept.close()
+
+
+def test_damaged_live_and_no_valid_snapshot_is_a_clear_damage_and_keeps_files(store: Store) -> None:
+    _names_then_seal(store, 2)
+    with open(store.db_path, "r+b") as fh:
+        fh.truncate(4096)
+    for _gen, path in store.snapshots():
+        path.write_bytes(b"not a database")
+    before = tree(store.path)
+    again = restart(store)
+    with pytest.raises(InstanceDamaged) as info:
+        again.login(ADMIN, ADMIN_PASSWORD)
+    assert "snapshots" in info.value.message_pl
+    assert tree(store.path) == before
+
+
+def test_newest_snapshot_damaged_falls_back_to_the_next(store: Store) -> None:
+    _names_then_seal(store, 3)
+    store.db_path.unlink()
+    newest = store.snapshots()[0][1]
+    newest.write_bytes(newest.read_bytes()[:4096])
+    again = restart(store)
+    again.login(ADMIN, ADMIN_PASSWORD)
+    assert again.last_unseal is not None
+    assert again.last_unseal.restored_from == store.snapshots()[1][1].name
+    assert client_names(again) == ["Firma 0", "Firma 1"]
+
+
+# -- check, backup, unattended key file -----------------------------------------------------------------------
+
+
+def test_check_reports_both_integrity_checks(store: Store) -> None:
+    add_clients(store, [("Firma", nips(1)[0])])
+    report = store.check()
+    assert report["ok"] is True
+    assert report["database"]["integrity_check"] == ["ok"]
+    assert report["database"]["cipher_integrity_check"] == []
+    assert report["snapshot"]["name"] == store.snapshots()[0][1].name
+    assert report["generation"] == current_generation(store)
+
+
+def test_backup_restores_on_a_new_machine(store: Store, tmp_path: Path) -> None:
+    add_clients(store, [("Biuro Łódź", nips(1)[0])])
+    dest = tmp_path / "backup"
+    report = store.backup(dest)
+    assert report["ok"] is True and report["generation"] == current_generation(store)
+    assert sorted(p.name for p in dest.iterdir()) == ["keyring.json", "klucznik.db"]
+    restored = Store(tmp_path / "elsewhere", kdf=TEST_KDF)
+    shutil.copytree(dest, restored.path)
+    assert restored.state() == "sealed"
+    restored.login(ADMIN, ADMIN_PASSWORD)
+    assert client_names(restored) == ["Biuro Łódź"]
+    assert restored.check()["ok"]
+
+
+def test_backup_into_an_empty_existing_folder(store: Store, tmp_path: Path) -> None:
+    dest = tmp_path / "empty"
+    dest.mkdir()
+    assert store.backup(dest)["ok"] is True
+
+
+def test_backup_refuses_a_non_empty_folder(store: Store, tmp_path: Path) -> None:
+    dest = tmp_path / "busy"
+    dest.mkdir()
+    (dest / "something.txt").write_text("keep me")
+    with pytest.raises(ValidationError) as info:
+        store.backup(dest)
+    assert "nie jest pusty" in info.value.message_pl
+    assert [p.name for p in dest.iterdir()] == ["something.txt"]
+
+
+@pytest.mark.parametrize("inside", ["", "backup", "snapshots/backup"])
+def test_backup_refuses_a_folder_inside_instance(store: Store, inside: str) -> None:
+    dest = store.path / inside if inside else store.path
+    before = tree(store.path)
+    with pytest.raises(ValidationError):
+        store.backup(dest)
+    assert tree(store.path) == before
+
+
+def test_backup_needs_the_portal_unsealed(store: Store, tmp_path: Path) -> None:
+    store.seal()
+    with pytest.raises(Sealed):
+        store.backup(tmp_path / "b")
+
+
+def test_unattended_key_file_outside_instance(store: Store, tmp_path: Path) -> None:
+    key_file = tmp_path / "unseal.key"
+    store.create_unseal_key_file(key_file)
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    key_text = key_file.read_text().strip()
+    assert key_text.encode() not in store.keyring_path.read_bytes()
+    again = restart(store)
+    again.unseal_with_key_file(key_file)
+    assert again.state() == "unsealed"
+    other = tmp_path / "other.key"
+    other.write_text(secrets.token_hex(32))
+    with pytest.raises(WrongCredentials):
+        restart(store).unseal_with_key_file(other)
+    with pytest.raises(WrongCredentials):
+        restart(store).unseal_with_key_file(tmp_path / "missing.key")
+
+
+@pytest.mark.parametrize("inside", ["unseal.key", "snapshots/unseal.key"])
+def test_unattended_key_file_refused_inside_instance(store: Store, inside: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        store.create_unseal_key_file(store.path / inside)
+    assert "instance/" in info.value.message_pl
+    assert not (store.path / inside).exists()
+    assert "unattended" not in store.keyring().data
+
+
+def test_iso_is_utc_with_z() -> None:
+    from datetime import datetime
+    from datetime import timedelta
+    from datetime import timezone
+
+    warsaw = timezone(timedelta(hours=2))
+    assert iso(datetime(2026, 6, 1, 14, 30, 5, 999, tzinfo=warsaw)) == "2026-06-01T12:30:05Z"
