@@ -191,7 +191,7 @@ def _statuses(form: UploadForm, result: certificates.SetCheck) -> dict[str, Fiel
     if result.nip is not None and not statuses["nip"].errors:
         statuses["nip"].summary.append((_("NIP"), format_nip(result.nip)))
     for status in statuses.values():
-        status.state = _state(status, form)
+        status.state = _state(status)
     return statuses
 
 
@@ -214,6 +214,10 @@ def _add_summaries(statuses: dict[str, FieldStatus], pair: certificates.PairChec
         )
         if key.encrypted and not statuses[f"{slot}-password"].errors:
             statuses[f"{slot}-password"].summary = [(_("Password"), _("correct: the key opens"))]
+    elif f"{slot}-key" in form.filled and {"password_required", "wrong_password"} & set(
+        statuses[f"{slot}-password"].codes
+    ):
+        statuses[f"{slot}-key"].summary = [(_("Key"), _("password-protected: enter its password below"))]
 
 
 def _certificate_summary(info: certificates.CertificateInfo) -> list[tuple[str, str]]:
@@ -231,12 +235,12 @@ def _certificate_summary(info: certificates.CertificateInfo) -> list[tuple[str, 
     ]
 
 
-def _state(status: FieldStatus, form: UploadForm) -> str:
-    """error > warning > ok > empty."""
+def _state(status: FieldStatus) -> str:
+    """error > warning > ok (something good to show) > empty (nothing to say yet)."""
     if status.errors:
         return "error"
     if status.warnings:
         return "warning"
-    if status.summary or status.target in form.filled:
+    if status.summary or status.notes:
         return "ok"
     return "empty"

@@ -387,3 +387,16 @@ def test_english_interface_shows_the_english_messages(web, client_company, pinne
     state, codes, text = statuses(response)["online-crt"]
     assert codes == {"wrong_slot"} and state == "error"
     assert text.startswith("This is the offline certificate — upload it in the")
+
+
+def test_a_wrong_password_leaves_the_key_field_explained_not_blank(web, client_company, pinned):
+    response = post_check(
+        web, client_company.id, "online-password", {**valid_form(), "online_password": "zle"}
+    )
+    found = statuses(response)
+    assert found["online-password"][:2] == ("error", {"wrong_password"})
+    assert (
+        found["online-key"][0] == "ok"
+        and "zabezpieczony hasłem: wpisz hasło poniżej" in found["online-key"][2]
+    )
+    assert "zle" not in response.get_data(as_text=True)
