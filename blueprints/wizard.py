@@ -33,6 +33,7 @@ from klucznik import wizard
 from klucznik import xades
 from klucznik.errors import PortalError
 from klucznik.ksef_client import KsefError
+from klucznik.ksef_client import parse_datetime
 from klucznik.storage import utcnow
 
 bp = Blueprint("wizard", __name__)
@@ -268,7 +269,12 @@ def _token_summary(client_id: int) -> dict[str, Any] | None:
         return None
     return {
         "context_nip": row[0],
-        "access_valid_until": row[1],
-        "refresh_valid_until": row[2],
-        "created_at": row[3],
+        "access_valid_until": _local(row[1]),
+        "refresh_valid_until": _local(row[2]),
+        "created_at": _local(row[3]),
     }
+
+
+def _local(stored: str) -> str:
+    """A stored UTC time as the accountant's clock shows it (``2026-12-01 01:37``)."""
+    return parse_datetime(stored).astimezone(LOCAL_TIME).strftime("%Y-%m-%d %H:%M")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from bs4 import BeautifulSoup
@@ -159,7 +160,8 @@ def test_method_1_whole_flow_up_to_stored_tokens_and_grant(wiz):
         done = wizard.get_request(db, attempt.id)
     assert tokens is not None and row == (wiz.company.nip,)
     assert done.status == "done"
-    assert tokens.refresh_token.valid_until.isoformat()[:10] in text(final)  # the stored result is shown
+    shown = tokens.refresh_token.valid_until.astimezone(ZoneInfo("Europe/Warsaw")).strftime("%Y-%m-%d %H:%M")
+    assert shown in text(final)  # the stored result is shown, in Polish time
     grants = {g.scope for g in wiz.server.state.grants.values() if g.subject_nip == OFFICE_NIP}
     assert grants == {"InvoiceRead", "InvoiceWrite"}
 
