@@ -16,6 +16,9 @@ Three entry points, from the smallest to the whole form:
 * :func:`check_set` checks both slots and the NIP, including that both pairs identify the same
   subject and that files were not swapped between the sections.
 
+:func:`save_uploaded_set` stores a checked set inside the caller's ``store.write()`` transaction
+(older credentials of the client become ``superseded``, never deleted).
+
 Field scheme of :class:`Problem`: ``field`` is one of ``"crt"``, ``"key"``, ``"password"`` (a
 slot's certificate file, key file and key password) or ``"nip"`` (the company NIP of the form);
 ``slot`` names the section (``"online"`` / ``"offline"``), ``None`` for the NIP.
