@@ -64,7 +64,16 @@ def _method(slug: str) -> str:
 def _ksef():
     """A KSeF client for the office's environment (``KSEF_CLIENT_OPTIONS`` adds e.g. retries in tests)."""
     options = {"timeout": (5.0, 30.0), **current_app.config.get("KSEF_CLIENT_OPTIONS", {})}
-    return wizard.ksef_client_for(get_db(), **options)
+    client = wizard.ksef_client_for(get_db(), **options)
+    g.setdefault("wizard_ksef_clients", []).append(client)
+    return client
+
+
+@bp.teardown_request
+def _close_ksef_clients(_exc: BaseException | None = None) -> None:
+    """Close the KSeF clients (their HTTP connections) this request opened."""
+    for client in g.pop("wizard_ksef_clients", []):
+        client.close()
 
 
 def _request(client_id: int, request_id: int) -> wizard.AuthRequest:
