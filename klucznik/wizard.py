@@ -239,6 +239,16 @@ class AuthRequest:
 
     def explanation(self) -> Explanation | None:
         """The last KSeF status in plain words (``None`` before KSeF answered)."""
+        error = (self.followup or {}).get("error")
+        if error and self.status == "failed":  # KSeF refused a call (HTTP 4xx) or the step could not run
+            return Explanation(
+                code=self.status_code or error.get("http_status") or 0,
+                final=True,
+                ok=False,
+                message_pl=error["pl"],
+                message_en=error["en"],
+                ksef_description=self.status_description or "",
+            )
         if self.status_code is None:
             return None
         if (
@@ -372,6 +382,14 @@ def _operation(
             ),
         }
     )
+
+
+def _with_error(request: AuthRequest, exc: PortalError) -> dict[str, Any]:
+    """The request's follow-up data plus the plain-words reason it failed (shown on the page)."""
+    error = {"pl": exc.message_pl, "en": exc.message_en, "code": exc.code}
+    if isinstance(exc, KsefError):
+        error["http_status"] = exc.http_status
+    return {**(request.followup or {}), "error": error}
 
 
 def _update(db: Database, request_id: int, at: datetime, **values: Any) -> None:
@@ -570,7 +588,8 @@ def submit(
                     at,
                     status="failed",
                     status_code=exc.codes[0] if exc.codes else None,
-                    status_description="; ".join(exc.descriptions) or exc.message_en,
+                    status_description="; ".join((*exc.descriptions, *exc.details)),
+                    followup=_with_error(request, exc),
                 )
             audit.record(
                 db,
@@ -673,6 +692,21 @@ def advance(
             request = _poll_grant(store, request, ksef=ksef, actor=actor, at=at, ip=ip)
         elif request.status == "enrolling":
             request = _poll_enrollments(store, request, ksef=ksef, actor=actor, at=at, ip=ip)
+    except WizardError as exc:  # a step that cannot run (e.g. no office NIP, no tokens): stop with the reason
+        with store.write() as db:
+            _update(db, request.id, at, status="failed", followup=_with_error(request, exc))
+            audit.record(
+                db,
+                actor=actor,
+                action="ksef.auth.failed",
+                object_type="client",
+                object_id=request.client_id,
+                details={"request_id": request.id, "code": exc.code},
+                ip=ip,
+                at=at,
+            )
+            request = get_request(db, request.id)
+        return Progress(request, request.explanation())
     except KsefError as exc:
         if exc.http_status is not None and 400 <= exc.http_status < 500 and exc.http_status != 429:
             with store.write() as db:
@@ -691,7 +725,8 @@ def advance(
                     at,
                     status="failed",
                     status_code=exc.codes[0] if exc.codes else None,
-                    status_description=exc.message_en,
+                    status_description="; ".join((*exc.descriptions, *exc.details)),
+                    followup=_with_error(request, exc),
                 )
                 audit.record(
                     db,
@@ -959,6 +994,17 @@ def _start_enrollments(
     at: datetime,
     ip: str | None,
 ) -> AuthRequest:
+    limits = ksef.limits()
+    if not limits.can_request or min(limits.enrollment_remaining, limits.certificate_remaining) < len(
+        CERTIFICATE_TYPES
+    ):
+        raise WizardError(
+            "KSeF nie pozwala tej firmie teraz wystąpić o dwa certyfikaty (wykorzystany limit wniosków lub "
+            "certyfikatów). Unieważnij niepotrzebne certyfikaty KSeF firmy albo wybierz inną metodę.",
+            "KSeF does not let this company request two certificates now (the limit of requests or "
+            "certificates is used up). Revoke certificates the company no longer needs, or choose another method.",
+            code="certificate_limit",
+        )
     data = ksef.enrollment_data()
     subject = data.x509_name()
     enrollments: dict[str, dict[str, Any]] = {}

@@ -356,3 +356,55 @@ def test_a_send_interrupted_by_a_stopped_portal_can_be_retried(setup):
         store, request_id=request.id, ksef=ksef, actor="admin", at=at + timedelta(minutes=3)
     )
     assert later.request.status == "checked"
+
+
+def test_refused_submission_is_explained_in_plain_words(setup):
+    store, company, server = setup
+    request, ksef, at = _issue(setup)
+    wizard.check_upload(
+        store, request_id=request.id, data=_sign(request, nip=company.nip), actor="admin", at=at
+    )
+    server.advance(minutes=11)
+    with pytest.raises(KsefError):
+        wizard.submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
+    with store.connect() as db:
+        explanation = wizard.get_request(db, request.id).explanation()
+    assert explanation.code == 21111 and explanation.final and not explanation.ok
+    assert "wyzwanie" in explanation.message_pl.lower() or "wyzwani" in explanation.message_pl.lower()
+    assert explanation.message_pl != explanation.message_en
+
+
+def test_missing_office_nip_stops_method_1_with_a_reason(setup):
+    store, company, server = setup
+    with store.write() as db:
+        office.save_office(
+            db,
+            office.OfficeProfile(name="Biuro", nip="", ksef_environment="sandbox", sandbox_url=server.url),
+            actor="admin",
+        )
+    request, ksef, at = _issue(setup)
+    wizard.check_upload(
+        store, request_id=request.id, data=_sign(request, nip=company.nip), actor="admin", at=at
+    )
+    wizard.submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
+    progress = _run(setup, request, ksef, at)
+    assert progress.request.status == "failed"
+    assert progress.explanation.message_pl.startswith("Uzupełnij NIP biura")
+    with store.connect() as db:
+        assert wizard.active_tokens(db, company.id) is not None  # the login itself succeeded and is kept
+
+
+def test_certificate_limit_stops_method_2_before_any_request(setup):
+    from sandbox.state import Identity
+
+    store, company, server = setup
+    server.state.set_limits(Identity("Nip", company.nip), enrollments=1, certificates=1)
+    request, ksef, at = _issue(setup, method="portal_certs")
+    wizard.check_upload(
+        store, request_id=request.id, data=_sign(request, nip=company.nip), actor="admin", at=at
+    )
+    wizard.submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
+    progress = _run(setup, request, ksef, at)
+    assert progress.request.status == "failed"
+    assert "limit" in progress.explanation.message_en
+    assert server.exchanges("/certificates/enrollments") == []
