@@ -268,3 +268,38 @@ def test_another_clients_attempt_is_not_reachable(wiz, store):
         )
     response = wiz.web.get(f"/clients/{other.id}/wizard/attempts/{attempt.id}/AuthTokenRequest.xml")
     assert response.status_code == 404
+
+
+def _no_inline_code(body: str) -> None:
+    soup = BeautifulSoup(body, "html.parser")
+    assert not soup.select("[style]")
+    assert not [s for s in soup.find_all("script") if not s.get("src")]
+    assert not [t for t in soup.find_all(True) if any(a.startswith(("on", "hx-on")) for a in t.attrs)]
+    assert not soup.find_all("style")
+
+
+def test_no_inline_script_or_style_on_any_wizard_page(wiz):
+    bodies = [
+        wiz.web.get(wiz.base).get_data(as_text=True),
+        wiz.web.get(f"{wiz.base}/grant").get_data(as_text=True),
+    ]
+    attempt = wiz.new_attempt()
+    bodies.append(wiz.web.get(wiz.url(attempt)).get_data(as_text=True))
+    bodies.append(wiz.web.get(wiz.url(attempt, "validity"), htmx=True).get_data(as_text=True))
+    signed = sign(wiz.download(attempt), nip=wiz.company.nip)
+    bodies.append(wiz.upload(attempt, b"not xml").get_data(as_text=True))
+    bodies.append(wiz.upload(attempt, signed).get_data(as_text=True))
+    bodies.append(wiz.submit(attempt).get_data(as_text=True))
+    bodies.append(wiz.follow(attempt).get_data(as_text=True))
+    bodies.append(wiz.web.get(wiz.url(attempt)).get_data(as_text=True))
+    for body in bodies:
+        _no_inline_code(body)
+
+
+def test_problems_are_shown_in_english_when_chosen(wiz):
+    attempt = wiz.new_attempt()
+    wiz.web.post("/language", {"lang": "en", "next": "/"})
+    response = wiz.upload(attempt, wiz.download(attempt))
+    assert response.status_code == 422
+    assert "The file is not signed." in text(response)
+    assert "Plik nie zawiera podpisu" not in text(response)
