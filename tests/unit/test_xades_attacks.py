@@ -240,3 +240,34 @@ def test_billion_laughs_is_refused_quickly_and_without_expansion(xades_kit):
         b'<AuthTokenRequest xmlns="http://ksef.mf.gov.pl/auth/token/2.0">&l29;</AuthTokenRequest>'
     )
     assert codes(xades_kit.check(bomb)) == ["dtd_forbidden"]
+
+
+def test_key_info_retrieval_method_is_never_fetched(xades_kit):
+    signed = xades_kit.sign("enveloped")
+    listener = _Listener()
+    try:
+        lured = signed.replace(
+            b"<ds:KeyInfo>",
+            b'<ds:KeyInfo><ds:RetrievalMethod URI="http://127.0.0.1:%d/cert.der" '
+            b'Type="http://www.w3.org/2000/09/xmldsig#rawX509Certificate"/>' % listener.port,
+        )
+        result = xades_kit.check(lured)
+        assert result.ok, result.problems  # KeyInfo is not signed; the embedded certificate is used
+        assert not listener.connected()
+    finally:
+        listener.close()
+
+
+def test_signing_certificate_is_picked_from_a_chain_by_its_digest(xades_kit):
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+
+    signed = xades_kit.sign("enveloped")
+    ca_b64 = base64.b64encode(xades_kit.ca.certificate.public_bytes(serialization.Encoding.DER))
+    chained = signed.replace(
+        b"<ds:X509Data>", b"<ds:X509Data><ds:X509Certificate>" + ca_b64 + b"</ds:X509Certificate>"
+    )
+    result = xades_kit.check(chained)
+    assert result.ok, result.problems
+    assert result.certificate == xades_kit.seal.certificate  # not the CA listed first
