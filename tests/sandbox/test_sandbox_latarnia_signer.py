@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+
 import requests
 from click.testing import CliRunner
 from cryptography import x509
