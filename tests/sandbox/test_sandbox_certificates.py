@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
+from klucznik import certificates
 from klucznik import xades
 from klucznik.ksef_client import KsefError
 from klucznik.ksef_client import environment
@@ -69,6 +70,8 @@ def test_enrolled_certificates_follow_ksef_rules(sandbox_server):
         cert.verify_directly_issued_by(sandbox_ca_certificate())
         assert cert.public_key().public_numbers() == key.public_key().public_numbers()
         assert cert.subject == client.enrollment_data().x509_name()
+        assert certificates.is_ksef_issuer(cert.issuer)  # the portal accepts the sandbox as a KSeF issuer
+        assert certificates.ksef_type_of(cert) == certificate_type
 
 
 def test_dn_mismatch_gets_25003(sandbox_server):
