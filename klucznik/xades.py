@@ -790,7 +790,7 @@ def _filter2_transform_ok(transform: etree._Element) -> bool:
 
 
 def _check_data_transforms(ref: etree._Element, style: str) -> bool:
-    """True when the data reference's transforms are all allowed; False = base64 content (enveloping)."""
+    """Refuse any transform not on the list; return True when the content is base64 (enveloping)."""
     is_base64 = False
     for transform in _transforms(ref):
         alg = transform.get("Algorithm")
@@ -1096,6 +1096,25 @@ _NIP_PERSON_RE = re.compile(r"(?:TINPL|NIP).*?(\d{10})")
 _VATPL_RE = re.compile(r"VATPL.*?(\d{10})")
 
 
+#: The NIP of the Ministry whose qualified seal signs every Profil Zaufany document.
+TRUSTED_PROFILE_SEAL_NIP = "5252955037"
+
+
+def _is_trusted_profile_seal(cert: x509.Certificate) -> bool:
+    """True for the seal gov.pl applies to Profil Zaufany signatures (the only signer whose claimed role counts).
+
+    Anyone can write a claimed role into their own signature; believing it from an ordinary seal would let
+    a company's seal pose as a person. Only the Ministry's Profil Zaufany seal vouches for it.
+    """
+    org_id = _attr(cert.subject, NameOID.ORGANIZATION_IDENTIFIER) or ""
+    common = (_attr(cert.subject, NameOID.COMMON_NAME) or "").lower()
+    return (
+        org_id.endswith(TRUSTED_PROFILE_SEAL_NIP)
+        or "podpisu zaufanego" in common
+        or "podpis zaufany" in common
+    )
+
+
 def signer_from_certificate(cert: x509.Certificate) -> Signer:
     """A qualified certificate's subject: seal (organizationIdentifier VATPL-…) or person (serialNumber …)."""
     subject = cert.subject
@@ -1142,7 +1161,12 @@ def check_signed_request(
     except _Refusal as refusal:
         return CheckResult(ok=False, signer=None, problems=(refusal.problem,))
 
-    signer = _signer_from_claimed_role(shape.signed_properties) or signer_from_certificate(cert)
+    signer = signer_from_certificate(cert)
+    claimed = _signer_from_claimed_role(shape.signed_properties)
+    if claimed is not None and (
+        _is_trusted_profile_seal(cert) or (claimed.pesel and claimed.pesel == signer.pesel)
+    ):
+        signer = claimed  # Profil Zaufany: the person is named in the signed claimed role, not in the seal
     base = CheckResult(
         ok=False,
         signer=signer,

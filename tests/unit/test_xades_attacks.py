@@ -271,3 +271,18 @@ def test_signing_certificate_is_picked_from_a_chain_by_its_digest(xades_kit):
     result = xades_kit.check(chained)
     assert result.ok, result.problems
     assert result.certificate == xades_kit.seal.certificate  # not the CA listed first
+
+
+def test_a_claimed_role_from_an_ordinary_seal_does_not_pose_as_a_person(xades_kit):
+    from sandbox import signer as sandbox_signer
+
+    role = sandbox_signer.claimed_role(
+        sandbox_signer.Person(given_name="Jan", surname="Podszywacz", pesel="99010112345")
+    )
+    signed = xades_kit.sign_with(xades.SigningOptions(data_transform="xpath", claimed_role=role))
+    result = xades_kit.check(signed)
+    assert result.ok, result.problems
+    assert (
+        result.signer.kind == "seal" and result.signer.nip == NIP
+    )  # the certificate's identity, not the claim
+    assert result.signer.name != "Jan Podszywacz"
