@@ -71,6 +71,8 @@ __all__ = [
     "KsefError",
     "OperationAccepted",
     "OperationStatus",
+    "PersonalGrant",
+    "PersonalGrantsPage",
     "PublicKeyCertificate",
     "RetrievedCertificate",
     "RetryPolicy",
@@ -805,6 +807,28 @@ class EntityGrantsPage:
 
 
 @dataclass(frozen=True)
+class PersonalGrant:
+    """One of the caller's own permissions in the current context (``/permissions/query/personal/grants``)."""
+
+    id: str
+    permission_scope: str
+    description: str
+    state: str
+    start_date: datetime
+    can_delegate: bool
+    context_type: str | None
+    context_value: str | None
+
+
+@dataclass(frozen=True)
+class PersonalGrantsPage:
+    """A page of the caller's own permissions."""
+
+    permissions: tuple[PersonalGrant, ...]
+    has_more: bool
+
+
+@dataclass(frozen=True)
 class PublicKeyCertificate:
     """One of the Ministry's public-key certificates used to encrypt KSeF tokens or symmetric keys."""
 
@@ -1475,6 +1499,36 @@ class KsefClient:
                     description=p["description"],
                     start_date=parse_datetime(p["startDate"]),
                     can_delegate=bool(p["canDelegate"]),
+                )
+                for p in data["permissions"]
+            ),
+            bool(data["hasMore"]),
+        )
+
+    def query_personal_grants(
+        self, *, permission_types: Iterable[str] = (), page_size: int = 10, page_offset: int = 0
+    ) -> PersonalGrantsPage:
+        """``POST /permissions/query/personal/grants``: my permissions in the current context."""
+        body = {"permissionTypes": list(permission_types)} if permission_types else {}
+        data = self._json(
+            "POST",
+            "/permissions/query/personal/grants",
+            idempotent=True,
+            json=body,
+            params={"pageSize": page_size, "pageOffset": page_offset},
+            auth=self._access_auth(),
+        )
+        return PersonalGrantsPage(
+            tuple(
+                PersonalGrant(
+                    id=p["id"],
+                    permission_scope=p["permissionScope"],
+                    description=p["description"],
+                    state=p["permissionState"],
+                    start_date=parse_datetime(p["startDate"]),
+                    can_delegate=bool(p["canDelegate"]),
+                    context_type=(p.get("contextIdentifier") or {}).get("type"),
+                    context_value=(p.get("contextIdentifier") or {}).get("value"),
                 )
                 for p in data["permissions"]
             ),

@@ -685,6 +685,31 @@ def query_entity_grants():
     )
 
 
+@bp.post("/permissions/query/personal/grants")
+@authenticated("access")
+def query_personal_grants():
+    """``POST /permissions/query/personal/grants``: the caller's own permissions in the current context."""
+    body = _body()
+    wanted = set(body.get("permissionTypes") or ())
+    state_filter = body.get("permissionState")
+    items = [
+        item
+        for item in state().personal_grants(g.auth.context_nip, g.auth.identity)
+        if (not wanted or item["permissionScope"] in wanted)
+        and (not state_filter or item["permissionState"] == state_filter)
+    ]
+    for item in items:
+        item["startDate"] = iso(item["startDate"])
+    size = int(request.args.get("pageSize", 10))
+    offset = int(request.args.get("pageOffset", 0))
+    return jsonify(
+        {
+            "permissions": items[offset * size : offset * size + size],
+            "hasMore": len(items) > offset * size + size,
+        }
+    )
+
+
 @bp.delete("/permissions/common/grants/<permissionId>")
 @authenticated("access")
 def revoke_permission(permissionId: str):  # noqa: N803

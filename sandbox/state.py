@@ -631,6 +631,44 @@ class SandboxState:
             ]
             return sorted(found, key=lambda g: g.start, reverse=True)
 
+    def personal_grants(self, context_nip: str, identity: Identity) -> list[dict[str, Any]]:
+        """The identity's own permissions in ``context_nip``: entity grants received and test grants."""
+        with self._lock:
+            self._settle()
+            items: list[dict[str, Any]] = []
+            if identity.type == "Nip":
+                for grant in self.grants.values():
+                    if (
+                        grant.active
+                        and grant.context_nip == context_nip
+                        and grant.subject_nip == identity.value
+                    ):
+                        items.append(
+                            {
+                                "id": grant.id,
+                                "contextIdentifier": {"type": "Nip", "value": context_nip},
+                                "permissionScope": grant.scope,
+                                "description": grant.description,
+                                "permissionState": "Active",
+                                "startDate": grant.start,
+                                "canDelegate": grant.can_delegate,
+                            }
+                        )
+            for scope in sorted(self.test_permissions.get((context_nip, identity), ())):
+                items.append(
+                    {
+                        "id": str(
+                            uuid.uuid5(uuid.NAMESPACE_URL, f"testdata:{context_nip}:{identity}:{scope}")
+                        ),
+                        "permissionScope": scope,
+                        "description": "Uprawnienie testowe (testdata)",
+                        "permissionState": "Active",
+                        "startDate": self.now(),
+                        "canDelegate": False,
+                    }
+                )
+            return items
+
     # -- certificates ---------------------------------------------------------------------------
 
     def limits_for(self, identity: Identity) -> dict[str, Any]:

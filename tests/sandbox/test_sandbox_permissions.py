@@ -96,3 +96,15 @@ def test_office_flow_through_the_owner_person(sandbox_server):
     owner = sandbox_server.login(CLIENT, pesel="90010112345", style="profil-zaufany")
     _grant(owner)
     assert _office_status(sandbox_server) == 200
+
+
+def test_office_in_the_client_context_sees_its_permissions_there(sandbox_server):
+    owner = sandbox_server.login(CLIENT)
+    _grant(owner, can_delegate=True)
+    office = sandbox_server.login(CLIENT, nip=OFFICE)
+    mine = office.query_personal_grants()
+    assert {p.permission_scope for p in mine.permissions} == {"InvoiceRead", "InvoiceWrite"}
+    assert all(p.context_value == CLIENT and p.state == "Active" and p.can_delegate for p in mine.permissions)
+    assert [
+        p.permission_scope for p in office.query_personal_grants(permission_types=["InvoiceRead"]).permissions
+    ] == ["InvoiceRead"]
