@@ -45,11 +45,11 @@ class Person:
 def person_from_certificate(certificate: x509.Certificate) -> Person:
     """Given name, surname and PESEL (``serialNumber=PNOPL-…``) from a personal certificate's subject."""
 
-    def attr(oid: x509.ObjectIdentifier) -> str:
+    def _attr(oid: x509.ObjectIdentifier) -> str:
         values = certificate.subject.get_attributes_for_oid(oid)
         return str(values[0].value) if values else ""
 
-    serial = attr(NameOID.SERIAL_NUMBER)
+    serial = _attr(NameOID.SERIAL_NUMBER)
     pesel = "".join(ch for ch in serial if ch.isdigit()) if serial.startswith(("PNOPL", "PESEL")) else ""
     if not pesel:
         raise XadesError(
@@ -57,7 +57,7 @@ def person_from_certificate(certificate: x509.Certificate) -> Person:
             "A Profil Zaufany-style signature needs a personal certificate with a PESEL.",
             code="person_required",
         )
-    return Person(given_name=attr(NameOID.GIVEN_NAME), surname=attr(NameOID.SURNAME), pesel=pesel)
+    return Person(given_name=_attr(NameOID.GIVEN_NAME), surname=_attr(NameOID.SURNAME), pesel=pesel)
 
 
 def claimed_role(person: Person, *, role_format: str = "EPSignature", issued_at: str = "") -> etree._Element:
