@@ -408,3 +408,35 @@ def test_certificate_limit_stops_method_2_before_any_request(setup):
     assert progress.request.status == "failed"
     assert "limit" in progress.explanation.message_en
     assert server.exchanges("/certificates/enrollments") == []
+
+
+def test_generated_authentication_certificate_logs_in_to_ksef(setup):
+    """Method 2's stored credential works: the portal signs its own login file with it and KSeF accepts it."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    store, company, server = setup
+    request, ksef, at = _issue(setup, method="portal_certs")
+    wizard.check_upload(
+        store, request_id=request.id, data=_sign(request, nip=company.nip), actor="admin", at=at
+    )
+    wizard.submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
+    assert _run(setup, request, ksef, at).ok
+    with store.connect() as db:
+        der, key_pem = db.execute(
+            "SELECT certificate, private_key FROM credentials WHERE client_id = ? AND slot = 'online' "
+            "AND status = 'active'",
+            [company.id],
+        ).fetchone()
+    certificate = x509.load_der_x509_certificate(der)
+    key = load_pem_private_key(key_pem, None)
+    client = server.client()
+    challenge = client.challenge()
+    xml = xades.build_auth_token_request(challenge=challenge.challenge, nip=company.nip)
+    signed = xades.sign_auth_token_request(xml, certificate=certificate, private_key=key)
+    assert xades.check_signed_request(
+        signed, challenge=challenge.challenge, nip=company.nip, at=challenge.timestamp
+    ).ok
+    init = client.submit_xades(signed)
+    status = client.wait_for_auth(init, interval=0.0)
+    assert status.status.code == 200
+    assert status.method_info.code == "xades.internal-certificate"
