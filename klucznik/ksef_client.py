@@ -355,6 +355,26 @@ _HTTP_MESSAGES: Mapping[int, tuple[str, str]] = {
     ),
 }
 
+# 403 reasonCode -> (Polish, English)
+_REASON_MESSAGES: Mapping[str, tuple[str, str]] = {
+    "ip-not-allowed": (
+        "KSeF odrzucił żądanie, bo przyszło z innego adresu IP niż dozwolony przy logowaniu. Uwierzytelnij się "
+        "ponownie z tego adresu albo popraw listę dozwolonych adresów.",
+        "KSeF refused the request because it came from an IP address the login did not allow. Authenticate "
+        "again from this address or correct the list of allowed addresses.",
+    ),
+    "auth-method-not-allowed": (
+        "Tej operacji nie można wykonać po takim sposobie logowania do KSeF. Uwierzytelnij się podpisem "
+        "kwalifikowanym, pieczęcią albo Profilem Zaufanym.",
+        "This operation is not available after this kind of KSeF login. Authenticate with a qualified "
+        "signature, a seal or Profil Zaufany.",
+    ),
+    "security-service-blocked": (
+        "KSeF zablokował żądanie (mechanizmy bezpieczeństwa). Skontaktuj się z Ministerstwem Finansów.",
+        "KSeF's security mechanisms blocked the request. Contact the Ministry of Finance.",
+    ),
+}
+
 _SERVER_MESSAGE = (
     "KSeF ma chwilowe problemy (błąd po stronie serwera). Spróbuj ponownie za kilka minut; "
     "sprawdź też komunikaty o dostępności KSeF.",
@@ -455,7 +475,9 @@ def error_from_response(response: requests.Response) -> KsefError:
                 descriptions.append(str(body["detail"]))
             reason_code = body.get("reasonCode")
             trace_id = body.get("traceId")
-    pl, en = _messages_for(status, tuple(codes), tuple(descriptions))
+    pl, en = _REASON_MESSAGES.get(reason_code or "") or _messages_for(
+        status, tuple(codes), tuple(descriptions)
+    )
     code = f"ksef_{codes[0]}" if codes else f"ksef_http_{status}"
     return KsefError(
         pl,

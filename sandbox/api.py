@@ -23,6 +23,7 @@ from flask import current_app
 from flask import g
 from flask import jsonify
 from flask import request
+from lxml import etree
 
 from klucznik import xades
 from sandbox import ca
@@ -32,8 +33,19 @@ from sandbox.state import Person
 from sandbox.state import SandboxError
 from sandbox.state import SandboxState
 from sandbox.state import Unauthorized
+from sandbox.state import ip_allowed
 
 bp = Blueprint("ksef_api", __name__, url_prefix="/v2")
+
+
+@bp.after_request
+def echo_test_warning(response):
+    """As on TEST: ``X-Test-System-Warning`` comes back as the non-blocking ``X-System-Warning`` header."""
+    warning = request.headers.get("X-Test-System-Warning")
+    if warning and response.status_code < 400:
+        response.headers["X-System-Warning"] = warning
+    return response
+
 
 AUTH_DESCRIPTIONS = {
     100: "Uwierzytelnianie w toku",
@@ -209,6 +221,15 @@ def authenticated(*kinds: str):
                 g.token, g.auth = state().token(_bearer(), *kinds)
             except Unauthorized:
                 return unauthorized()
+            client_ip = request.remote_addr or ""
+            if g.token.kind == "access" and not ip_allowed(client_ip, g.auth.allowed_ips):
+                return _problem(
+                    403,
+                    "Forbidden",
+                    "Żądanie pochodzi z adresu IP innego niż wskazany podczas uwierzytelnienia.",
+                    reasonCode="ip-not-allowed",
+                    security={"clientIp": client_ip},
+                )
             problems = request_problems(request)
             if problems:
                 return bad_request(21405, "Błąd walidacji danych wejściowych.", problems)
@@ -295,6 +316,20 @@ def _identity_of(result: xades.CheckResult) -> Identity | None:
     return None
 
 
+def _allowed_ips(result: xades.CheckResult) -> tuple[str, ...]:
+    """The AuthorizationPolicy/AllowedIps of the verified request (Ip4Address, Ip4Range, Ip4Mask)."""
+    if not result.signed_content:
+        return ()
+    root = etree.fromstring(
+        result.signed_content, parser=etree.XMLParser(resolve_entities=False, no_network=True)
+    )
+    found = root.xpath(
+        "//*[local-name()='AllowedIps']/*[local-name()='Ip4Address' or local-name()='Ip4Range' "
+        "or local-name()='Ip4Mask']"
+    )
+    return tuple((el.text or "").strip() for el in found if (el.text or "").strip())
+
+
 def _trusted_profile_attributes(signer: xades.Signer) -> dict[str, str]:
     given, _, surname = (signer.name or "").partition(" ")
     data = {
@@ -376,6 +411,7 @@ def xades_signature():
         failure=failure,
         subject_attributes=attributes,
         certificate_serial=serial,
+        allowed_ips=_allowed_ips(result),
     )
     response = jsonify(
         {

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import json
 import secrets
 import threading
@@ -111,6 +112,7 @@ class Auth:
     ready_at: datetime
     subject_attributes: dict[str, str]
     certificate_serial: str | None = None
+    allowed_ips: tuple[str, ...] = ()
     polls: int = 0
     redeemed: bool = False
     revoked: bool = False
@@ -365,6 +367,7 @@ class SandboxState:
         failure: tuple[int, list[str]] | None,
         subject_attributes: dict[str, str],
         certificate_serial: str | None = None,
+        allowed_ips: tuple[str, ...] = (),
     ) -> tuple[Auth, str, datetime]:
         """Record an authentication; decide its final status now, reveal it after the delay."""
         with self._lock:
@@ -385,6 +388,7 @@ class SandboxState:
                 ready_at=now + timedelta(seconds=self.config.auth_delay),
                 subject_attributes=subject_attributes,
                 certificate_serial=certificate_serial,
+                allowed_ips=allowed_ips,
             )
             self.auths[auth.reference] = auth
             token, valid_until = self._issue_token(
@@ -880,6 +884,27 @@ class SandboxState:
                     }
                 )
             self.availability = status
+
+
+def ip_allowed(address: str, rules: tuple[str, ...]) -> bool:
+    """True when ``rules`` (Ip4Address, Ip4Range "a-b", Ip4Mask "a/n") allow ``address``; no rules allow all."""
+    if not rules:
+        return True
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    for rule in rules:
+        if "/" in rule:
+            if ip in ipaddress.ip_network(rule, strict=False):
+                return True
+        elif "-" in rule:
+            low, high = (ipaddress.ip_address(part) for part in rule.split("-", 1))
+            if low <= ip <= high:
+                return True
+        elif ip == ipaddress.ip_address(rule):
+            return True
+    return False
 
 
 def _iso(moment: datetime) -> str:

@@ -327,3 +327,46 @@ def test_auth_status_is_gone_after_seven_days(sandbox_server):
     with pytest.raises(KsefError) as caught:
         client.auth_status(init.reference_number, init.authentication_token.token)
     assert caught.value.http_status == 410
+
+
+def _request_with_policy(challenge: str, rule: str) -> bytes:
+    element = "Ip4Mask" if "/" in rule else "Ip4Range" if "-" in rule else "Ip4Address"
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n<AuthTokenRequest xmlns="http://ksef.mf.gov.pl/auth/token/2.0">'
+        f"<Challenge>{challenge}</Challenge><ContextIdentifier><Nip>{CLIENT}</Nip></ContextIdentifier>"
+        "<SubjectIdentifierType>certificateSubject</SubjectIdentifierType>"
+        f"<AuthorizationPolicy><AllowedIps><{element}>{rule}</{element}></AllowedIps></AuthorizationPolicy>"
+        "</AuthTokenRequest>"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("rule", "allowed"), [("127.0.0.0/8", True), ("127.0.0.1-127.0.0.9", True), ("10.0.0.1", False)]
+)
+def test_allowed_ips_of_the_signed_request_are_enforced(sandbox_server, rule, allowed):
+    from sandbox import ca
+
+    client = sandbox_server.client()
+    challenge = client.challenge()
+    certificate, key = ca.qualified_identity(nip=CLIENT)
+    signed = signer.sign(
+        _request_with_policy(challenge.challenge, rule),
+        certificate=certificate,
+        private_key=key,
+        style="enveloped",
+    )
+    client.authenticate(signed, interval=0)
+    if allowed:
+        assert client.sessions().items
+        return
+    with pytest.raises(KsefError) as caught:
+        client.sessions()
+    assert caught.value.http_status == 403 and caught.value.reason_code == "ip-not-allowed"
+    assert "adresu IP" in caught.value.message_pl
+
+
+def test_test_system_warning_is_echoed_and_collected(sandbox_server):
+    client = sandbox_server.client()
+    client.session.headers["X-Test-System-Warning"] = "[sig-001]: Format podpisu niezgodny"
+    client.challenge()
+    assert client.warnings == ["[sig-001]: Format podpisu niezgodny"]
