@@ -517,3 +517,51 @@ def test_signer_from_certificate_subjects():
     )
     ksef_seal = load_pem_x509_certificate((DATA / "mf-test-seal-authentication.crt").read_bytes())
     assert xades.signer_from_certificate(ksef_seal).kind == "seal"
+
+
+# --- interoperability with an independent implementation (signxml) ---------------------------------------------
+
+
+def _pem(identity):
+    from cryptography.hazmat.primitives import serialization
+
+    key = identity.private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return key, identity.certificate.public_bytes(serialization.Encoding.PEM)
+
+
+@pytest.mark.parametrize("rsa", [False, True])
+def test_our_signature_verifies_in_signxml(xades_kit, rsa):
+    from signxml.xades import XAdESSignatureConfiguration
+    from signxml.xades import XAdESVerifier
+
+    identity = xades_kit.seal_rsa if rsa else xades_kit.seal
+    signed = xades.sign_auth_token_request(
+        xades_kit.request(),
+        certificate=identity.certificate,
+        private_key=identity.private_key,
+        signing_time=AT,
+    )
+    _, cert_pem = _pem(identity)
+    results = XAdESVerifier().verify(
+        signed, x509_cert=cert_pem, expect_config=XAdESSignatureConfiguration(expect_references=True)
+    )
+    # signxml checks the data digest, the SignedProperties digest and the SigningCertificate digest
+    assert etree.QName(results[0].signed_xml).localname == "AuthTokenRequest"
+    assert len(results) == 2
+
+
+def test_a_signxml_xades_signature_passes_our_check(xades_kit):
+    from signxml import methods
+    from signxml.xades import XAdESSigner
+
+    key_pem, cert_pem = _pem(xades_kit.seal_rsa)
+    root = XAdESSigner(method=methods.enveloped).sign(
+        etree.fromstring(xades_kit.request()), key=key_pem, cert=cert_pem
+    )
+    signed = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    assert b"xml-c14n11" in signed  # signxml's default canonicalization, and a reference to the certificate
+    result = xades_kit.check(signed)
+    assert result.ok, result.problems
+    assert result.signer.nip == NIP
