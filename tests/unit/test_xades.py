@@ -545,7 +545,9 @@ def test_our_signature_verifies_in_signxml(xades_kit, rsa):
     )
     _, cert_pem = _pem(identity)
     results = XAdESVerifier().verify(
-        signed, x509_cert=cert_pem, expect_config=XAdESSignatureConfiguration(expect_references=True)
+        signed,
+        x509_cert=cert_pem,
+        expect_config=XAdESSignatureConfiguration(expect_references=True, verification_time=AT),
     )
     # signxml checks the data digest, the SignedProperties digest and the SigningCertificate digest
     assert etree.QName(results[0].signed_xml).localname == "AuthTokenRequest"
