@@ -1238,22 +1238,86 @@ class KsefClient:
 
     def wait_for_auth(self, init: AuthInit, *, interval: float = 1.0, timeout: float = 120.0) -> AuthStatus:
         """Poll :meth:`auth_status` until KSeF decides; raise :class:`KsefError` on failure or timeout."""
+        status = self._poll(
+            lambda: self.auth_status(init.reference_number, init.authentication_token.token),
+            lambda r: r.status,
+            interval=interval,
+            timeout=timeout,
+            what=("podpis i uprawnienia", "the signature and permissions"),
+        )
+        error = status.error()
+        if error is not None:
+            raise error
+        return status
+
+    def _poll(
+        self,
+        read: Callable[[], Any],
+        status_of: Callable[[Any], Status],
+        *,
+        interval: float,
+        timeout: float,
+        what: tuple[str, str],
+    ) -> Any:
+        """Call ``read`` until its status is no longer 100, sleeping ``interval``; give up after ``timeout``."""
         deadline = self.clock() + timedelta(seconds=timeout)
         while True:
-            status = self.auth_status(init.reference_number, init.authentication_token.token)
-            if not status.status.in_progress:
-                error = status.error()
-                if error is not None:
-                    raise error
-                return status
+            result = read()
+            if not status_of(result).in_progress:
+                return result
             if self.clock() >= deadline:
                 raise KsefError(
-                    "KSeF wciąż sprawdza podpis. Sprawdź status ponownie za kilka minut.",
-                    "KSeF is still checking the signature. Check the status again in a few minutes.",
-                    code="ksef_auth_pending",
+                    f"KSeF wciąż przetwarza {what[0]}. Sprawdź status ponownie za kilka minut.",
+                    f"KSeF is still processing {what[1]}. Check the status again in a few minutes.",
+                    code="ksef_pending",
                     codes=(100,),
                 )
             self.sleep(interval)
+
+    def wait_for_operation(
+        self, reference: str, *, interval: float = 1.0, timeout: float = 120.0
+    ) -> OperationStatus:
+        """Poll a permission operation until KSeF decides; raise :class:`KsefError` unless it succeeded."""
+        result = self._poll(
+            lambda: self.operation_status(reference),
+            lambda r: r.status,
+            interval=interval,
+            timeout=timeout,
+            what=("operację na uprawnieniach", "the permission operation"),
+        )
+        if not result.status.succeeded:
+            raise KsefError(
+                f"KSeF nie wykonał operacji na uprawnieniach: {result.status.description}.",
+                f"KSeF did not complete the permission operation: {result.status.description}.",
+                code=f"ksef_operation_{result.status.code}",
+                codes=(result.status.code,),
+                descriptions=(result.status.description,),
+                details=result.status.details,
+            )
+        return result
+
+    def wait_for_enrollment(
+        self, reference: str, *, interval: float = 1.0, timeout: float = 120.0
+    ) -> EnrollmentStatus:
+        """Poll a certificate request until KSeF decides; raise :class:`KsefError` unless a certificate came out."""
+        result = self._poll(
+            lambda: self.enrollment_status(reference),
+            lambda r: r.status,
+            interval=interval,
+            timeout=timeout,
+            what=("wniosek o certyfikat", "the certificate request"),
+        )
+        if not result.status.succeeded or not result.certificate_serial_number:
+            detail = "; ".join(result.status.details) or result.status.description
+            raise KsefError(
+                f"KSeF odrzucił wniosek o certyfikat: {detail}",
+                f"KSeF rejected the certificate request: {detail}",
+                code=f"ksef_enrollment_{result.status.code}",
+                codes=(result.status.code,),
+                descriptions=(result.status.description,),
+                details=result.status.details,
+            )
+        return result
 
     def redeem(self, authentication_token: str) -> AuthTokens:
         """``POST /auth/token/redeem`` (works once): the session's tokens, also held by this client."""

@@ -364,7 +364,7 @@ def _judge_certificate(result: xades.CheckResult, verify_chain: bool):
         elif issued.certificate_type != "Authentication":
             failure = (460, ["Niepoprawny certyfikat"])
         else:
-            issued.last_use = now
+            st.touch_certificate(issued.serial)
         if result.subject_type != "certificateFingerprint":
             identity = issued.subject
         return "internal", failure, identity, attributes, issued.serial
@@ -513,7 +513,7 @@ def revoke_current():
 @authenticated("access")
 def revoke_session(referenceNumber: str):  # noqa: N803
     """``DELETE /auth/sessions/{referenceNumber}`` (a session of the same context)."""
-    target = state().auths.get(referenceNumber)
+    target = state().find_auth(referenceNumber)
     if target is None or target.context_nip != g.auth.context_nip:
         return bad_request(
             21304,

@@ -493,6 +493,11 @@ class SandboxState:
         with self._lock:
             auth.revoked = True
 
+    def find_auth(self, reference: str) -> Auth | None:
+        """The authentication ``reference`` without counting a poll."""
+        with self._lock:
+            return self.auths.get(reference)
+
     def sessions_of(self, context_nip: str) -> list[Auth]:
         """The context's authentications, newest first."""
         with self._lock:
@@ -820,6 +825,11 @@ class SandboxState:
                     "zablokowany lub nieważny.",
                 )
             found.status = "Revoked"
+
+    def touch_certificate(self, serial: str) -> None:
+        """Note that a certificate was just used to authenticate (``lastUseDate``)."""
+        with self._lock:
+            self.certificates[serial].last_use = self.now()
 
     def certificate(self, serial: str) -> IssuedCertificate | None:
         """A certificate the sandbox issued, by serial."""

@@ -200,3 +200,75 @@ def test_expired_refresh_token_asks_for_a_new_login(sandbox_server):
     with pytest.raises(KsefError) as caught:
         client.sessions()
     assert caught.value.code == "ksef_session_expired"
+
+
+def _advancing_client(sandbox_server):
+    """A client whose sleeps move the sandbox clock (so waiting costs no real time)."""
+    return sandbox_server.client(sleep=lambda seconds: sandbox_server.advance(seconds=seconds))
+
+
+def test_status_stays_100_until_the_configured_delay_has_passed(sandbox_server):
+    sandbox_server.set_delays(auth_delay=30.0, auth_pending_polls=0)
+    client = _advancing_client(sandbox_server)
+    challenge = client.challenge()
+    init = client.submit_xades(
+        sandbox_server.signed_request(challenge.challenge, context_nip=CLIENT, nip=CLIENT)
+    )
+    status = client.wait_for_auth(init, interval=10.0)
+    assert status.status.code == 200
+    polls = [e for e in sandbox_server.exchanges() if e.path.endswith(init.reference_number)]
+    assert len(polls) == 4  # at 0 s, 10 s, 20 s: 100; at 30 s: 200
+
+
+def test_waiting_gives_up_after_the_timeout(sandbox_server):
+    sandbox_server.set_delays(auth_delay=3600.0)
+    client = _advancing_client(sandbox_server)
+    challenge = client.challenge()
+    init = client.submit_xades(
+        sandbox_server.signed_request(challenge.challenge, context_nip=CLIENT, nip=CLIENT)
+    )
+    with pytest.raises(KsefError) as caught:
+        client.wait_for_auth(init, interval=30.0, timeout=120.0)
+    assert caught.value.code == "ksef_pending"
+
+
+def test_grant_and_enrollment_wait_helpers(sandbox_server):
+    sandbox_server.set_delays(operation_delay=20.0, enrollment_delay=20.0)
+    client = sandbox_server.login(CLIENT)
+    client.sleep = lambda seconds: sandbox_server.advance(seconds=seconds)
+    accepted = client.grant_entity(
+        nip="7762811692", full_name="Biuro Rachunkowe Test", description="Dostęp biura"
+    )
+    assert client.wait_for_operation(accepted.reference_number, interval=5.0).status.code == 200
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(client.enrollment_data().x509_name())
+        .sign(key, hashes.SHA256())
+    )
+    enrolled = client.enroll(
+        name="Klucznik Offline",
+        certificate_type="Offline",
+        csr_der=csr.public_bytes(serialization.Encoding.DER),
+    )
+    done = client.wait_for_enrollment(enrolled.reference_number, interval=5.0)
+    assert len(done.certificate_serial_number) == 16
+    other = sandbox_server.login("7762811692")
+    other.sleep = client.sleep
+    again = other.enroll(
+        name="Klucznik Offline",
+        certificate_type="Offline",
+        csr_der=x509.CertificateSigningRequestBuilder()
+        .subject_name(other.enrollment_data().x509_name())
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.DER),
+    )
+    with pytest.raises(KsefError) as caught:  # the same key, certified for another subject
+        other.wait_for_enrollment(again.reference_number, interval=5.0)
+    assert caught.value.codes == (400,)
+    assert "innego podmiot" in caught.value.message_pl or "inny podmiot" in caught.value.message_pl
