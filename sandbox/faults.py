@@ -7,8 +7,8 @@ for every endpoint. Kinds:
 * ``error``       — answer ``status`` (500 or 503) with a small JSON body;
 * ``rate_limit``  — answer 429 with ``Retry-After: retry_after`` in KSeF's 429 shape;
 * ``slow``        — wait ``delay`` seconds, then answer normally;
-* ``drop``        — close the connection without any answer (needs Werkzeug's server, which hands the
-  socket to the application as ``werkzeug.socket``; elsewhere the request fails with a 500 instead).
+* ``drop``        — close the connection without any answer (the socket is shut down: Werkzeug hands it to
+  the application as ``werkzeug.socket``, waitress through its channel).
 
 ``times`` limits how many requests a fault hits (``None``: all); ``probability`` (with the seed) picks
 requests at random, reproducibly.
@@ -178,8 +178,12 @@ class FaultMiddleware:
     @staticmethod
     def _drop(environ):
         sock = environ.get("werkzeug.socket")
+        if sock is None:  # waitress: the channel (and its socket) is reachable through this bound method
+            channel = getattr(environ.get("waitress.client_disconnected"), "__self__", None)
+            sock = getattr(channel, "socket", None)
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-        # Werkzeug treats a ConnectionError from the app as "the client went away" and writes nothing.
+        # Werkzeug treats a ConnectionError from the app as "the client went away" and writes nothing;
+        # waitress cannot write its 500 answer on a socket that is already shut down.
         raise ConnectionAbortedError("sandbox: injected dropped connection")

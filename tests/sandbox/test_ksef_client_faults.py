@@ -272,3 +272,29 @@ def test_grant_and_enrollment_wait_helpers(sandbox_server):
         other.wait_for_enrollment(again.reference_number, interval=5.0)
     assert caught.value.codes == (400,)
     assert "innego podmiot" in caught.value.message_pl or "inny podmiot" in caught.value.message_pl
+
+
+def test_dropped_connection_also_works_under_waitress():
+    """The CLI serves with waitress; a drop must still close the socket without an answer there."""
+    import logging
+    import threading
+
+    import waitress
+
+    import sandbox
+
+    app = sandbox.create_app({"TESTING": True})
+    sandbox.state_of(app).faults.add("POST /auth/challenge", Fault(kind="drop", times=1))
+    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=2)
+    thread = threading.Thread(target=server.run, daemon=True)
+    logging.getLogger("waitress").disabled = True
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.effective_port}/v2/auth/challenge"
+        with pytest.raises(requests.ConnectionError):
+            requests.post(url, timeout=5)
+        assert requests.post(url, timeout=5).status_code == 200
+    finally:
+        logging.getLogger("waitress").disabled = False
+        server.close()
+        thread.join(timeout=5)
