@@ -13,10 +13,13 @@ in tests, as a WSGI app in a thread.
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from flask import request
 
 from sandbox.faults import FaultMiddleware
 from sandbox.state import Clock
@@ -39,7 +42,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the sandbox WSGI app.
 
     ``config`` keys: ``SANDBOX_CONFIG`` (a :class:`sandbox.state.Config`, or a dict of its fields),
-    ``SANDBOX_SEED`` (fault injection seed), ``SANDBOX_CLOCK`` (a :class:`sandbox.state.Clock`), plus any
+    ``SANDBOX_SEED`` (fault injection seed), ``SANDBOX_CLOCK`` (a :class:`sandbox.state.Clock`),
+    ``SANDBOX_STATE_FILE`` (a JSON file kept across restarts: test data, grants, certificates), plus any
     Flask setting.
     """
     app = Flask(__name__, static_folder=None)
@@ -55,6 +59,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         settings, clock=app.config["SANDBOX_CLOCK"] or Clock(), seed=app.config["SANDBOX_SEED"]
     )
     app.extensions["ksef_sandbox"] = state
+    state_file = app.config.get("SANDBOX_STATE_FILE")
+    if state_file:
+        _persist(app, state, Path(state_file))
 
     from sandbox import api
     from sandbox import web
@@ -66,6 +73,18 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(web.pages)
     app.wsgi_app = FaultMiddleware(app.wsgi_app, app.url_map, state.faults, endpoint_name)
     return app
+
+
+def _persist(app: Flask, state: SandboxState, path: Path) -> None:
+    """Load ``path`` if it exists, and save after every request that may have changed something."""
+    if path.exists():
+        state.load_json(json.loads(path.read_text(encoding="utf-8")))
+
+    @app.after_request
+    def save_state(response):
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            state.save(path)
+        return response
 
 
 def state_of(app: Flask) -> SandboxState:

@@ -25,8 +25,16 @@ import click
     help="Seconds an authentication stays at status 100 before KSeF's decision shows.",
 )
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the fault injection.")
+@click.option(
+    "--state",
+    "state_file",
+    type=click.Path(dir_okay=False),
+    help="JSON file keeping test data, grants and certificates across restarts.",
+)
 @click.pass_context
-def sandbox(ctx: click.Context, host: str, port: int, auth_delay: float, seed: int) -> None:
+def sandbox(
+    ctx: click.Context, host: str, port: int, auth_delay: float, seed: int, state_file: str | None
+) -> None:
     """Run Klucznik's KSeF sandbox (a local server that follows the official KSeF API)."""
     if ctx.invoked_subcommand is not None:
         return
@@ -41,6 +49,7 @@ def sandbox(ctx: click.Context, host: str, port: int, auth_delay: float, seed: i
                 auth_delay=auth_delay, enrollment_delay=auth_delay, operation_delay=auth_delay
             ),
             "SANDBOX_SEED": seed,
+            "SANDBOX_STATE_FILE": state_file,
         }
     )
     base = f"http://{host}:{port}"

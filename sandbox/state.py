@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import os
 import secrets
 import threading
 import uuid
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -846,6 +848,96 @@ class SandboxState:
         ):
             return None
         return record
+
+    # -- persistence (optional, for the CLI server) ---------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        """What survives a restart: test data, grants, certificates, counters, limits, availability.
+
+        Sessions, challenges and pending operations are not kept (they are short-lived anyway); the CA
+        keys need no saving because they are derived deterministically (see :mod:`sandbox.ca`).
+        """
+        with self._lock:
+            self._settle()
+            return {
+                "version": 1,
+                "persons": [vars(p) for p in self.persons.values()],
+                "testPermissions": [
+                    {"context": ctx, "type": ident.type, "value": ident.value, "permissions": sorted(perms)}
+                    for (ctx, ident), perms in self.test_permissions.items()
+                ],
+                "blockedContexts": sorted(self.blocked_contexts),
+                "grants": [{**vars(g), "start": _iso(g.start)} for g in self.grants.values() if g.active],
+                "certificates": [
+                    {
+                        "pem": c.certificate.public_bytes(serialization.Encoding.PEM).decode("ascii"),
+                        "name": c.name,
+                        "type": c.certificate_type,
+                        "subjectType": c.subject.type,
+                        "subjectValue": c.subject.value,
+                        "requested": _iso(c.requested),
+                        "status": c.status,
+                        "lastUse": _iso(c.last_use) if c.last_use else None,
+                    }
+                    for c in self.certificates.values()
+                ],
+                "enrollmentCounts": [
+                    {"type": i.type, "value": i.value, "count": n} for i, n in self.enrollment_counts.items()
+                ],
+                "limits": [
+                    {"type": i.type, "value": i.value, "enrollments": e, "certificates": c}
+                    for i, (e, c) in self.limits.items()
+                ],
+                "availability": self.availability,
+                "messages": list(self.messages),
+            }
+
+    def load_json(self, data: dict[str, Any]) -> None:
+        """Restore what :meth:`to_json` saved."""
+        parse = datetime.fromisoformat
+        with self._lock:
+            for item in data.get("persons", []):
+                self.persons[(item["nip"], item["pesel"])] = Person(**item)
+            for item in data.get("testPermissions", []):
+                key = (item["context"], Identity(item["type"], item["value"]))
+                self.test_permissions[key] = set(item["permissions"])
+            self.blocked_contexts = set(data.get("blockedContexts", []))
+            for item in data.get("grants", []):
+                self.grants[item["id"]] = Grant(**{**item, "start": parse(item["start"])})
+            for item in data.get("certificates", []):
+                cert = x509.load_pem_x509_certificate(item["pem"].encode("ascii"))
+                serial = ca.serial_hex(cert.serial_number)
+                subject = Identity(item["subjectType"], item["subjectValue"])
+                self.certificates[serial] = IssuedCertificate(
+                    serial,
+                    cert,
+                    item["name"],
+                    item["type"],
+                    subject,
+                    parse(item["requested"]),
+                    item["status"],
+                    parse(item["lastUse"]) if item.get("lastUse") else None,
+                )
+                spki = cert.public_key().public_bytes(
+                    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+                )
+                self.certified_keys[hashlib.sha256(spki).digest()] = subject
+            for item in data.get("enrollmentCounts", []):
+                self.enrollment_counts[Identity(item["type"], item["value"])] = item["count"]
+            for item in data.get("limits", []):
+                self.limits[Identity(item["type"], item["value"])] = (
+                    item["enrollments"],
+                    item["certificates"],
+                )
+            self.availability = data.get("availability", "AVAILABLE")
+            self.messages = list(data.get("messages", []))
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write :meth:`to_json` to ``path`` atomically."""
+        target = Path(path)
+        temporary = target.with_name(target.name + ".tmp")
+        temporary.write_text(json.dumps(self.to_json(), ensure_ascii=False, indent=1), encoding="utf-8")
+        os.replace(temporary, target)
 
     # -- Latarnia -------------------------------------------------------------------------------
 

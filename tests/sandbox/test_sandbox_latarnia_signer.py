@@ -35,7 +35,9 @@ def test_availability_is_available_then_failure_then_back(sandbox_server):
 
 
 def test_availability_can_be_set_over_http(sandbox_server):
-    response = requests.post(f"{sandbox_server.root}/_sandbox/availability", json={"status": "MAINTENANCE"}, timeout=5)
+    response = requests.post(
+        f"{sandbox_server.root}/_sandbox/availability", json={"status": "MAINTENANCE"}, timeout=5
+    )
     assert response.status_code == 200
     status = sandbox_server.client().availability_status()
     assert status.status == "MAINTENANCE"
@@ -79,7 +81,9 @@ def test_cli_refuses_unclear_identities(tmp_path):
     source = tmp_path / "in.xml"
     source.write_bytes(xades.build_auth_token_request(challenge=CHALLENGE, nip=NIP))
     runner = CliRunner()
-    both = runner.invoke(main, ["sandbox", "sign", "--nip", NIP, "--pesel", PESEL, str(source), str(tmp_path / "o")])
+    both = runner.invoke(
+        main, ["sandbox", "sign", "--nip", NIP, "--pesel", PESEL, str(source), str(tmp_path / "o")]
+    )
     assert both.exit_code == 2 and "exactly one" in both.output
     pz = runner.invoke(main, ["sandbox", "sign", "--nip", NIP, "--style", "profil-zaufany", str(source), "-"])
     assert pz.exit_code == 2 and "--pesel" in pz.output
@@ -91,8 +95,11 @@ def test_signer_web_page_signs_an_upload():
     page = web.get("/sign")
     assert page.status_code == 200 and b"<script" not in page.data and b"style=" not in page.data
     xml = xades.build_auth_token_request(challenge=CHALLENGE, nip=NIP)
-    signed = web.post("/sign", data={"file": (io.BytesIO(xml), "AuthTokenRequest.xml"),
-                                     "pesel": PESEL, "style": "profil-zaufany"}, content_type="multipart/form-data")
+    signed = web.post(
+        "/sign",
+        data={"file": (io.BytesIO(xml), "AuthTokenRequest.xml"), "pesel": PESEL, "style": "profil-zaufany"},
+        content_type="multipart/form-data",
+    )
     assert signed.status_code == 200
     assert "AuthTokenRequest.signed.xml" in signed.headers["Content-Disposition"]
     verdict = _check(signed.data)
@@ -105,8 +112,7 @@ def test_signer_web_page_explains_missing_input():
     assert answer.status_code == 422
     assert "Wybierz plik XML" in answer.get_data(as_text=True)
     xml = xades.build_auth_token_request(challenge=CHALLENGE, nip=NIP)
-    answer = web.post("/sign", data={"file": (io.BytesIO(xml), "a.xml")},
-                      content_type="multipart/form-data")
+    answer = web.post("/sign", data={"file": (io.BytesIO(xml), "a.xml")}, content_type="multipart/form-data")
     assert answer.status_code == 422 and "NIP" in answer.get_data(as_text=True)
 
 
@@ -129,3 +135,71 @@ def test_cas_are_named_as_sandboxes_and_identities_are_stable():
 def test_ca_certificate_is_served_over_http(sandbox_server):
     pem = requests.get(f"{sandbox_server.root}/_sandbox/ca.pem", timeout=5)
     assert x509.load_pem_x509_certificate(pem.content) == ca.sandbox_ca_certificate()
+
+
+def test_state_file_keeps_test_data_grants_and_certificates(tmp_path):
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from sandbox.state import Identity
+    from sandbox.state import Person
+
+    path = tmp_path / "sandbox-state.json"
+    first = sandbox.create_app({"TESTING": True, "SANDBOX_STATE_FILE": str(path)})
+    web = first.test_client()
+    assert (
+        web.post(
+            "/v2/testdata/person",
+            json={"nip": NIP, "pesel": PESEL, "isBailiff": False, "description": "Właściciel"},
+        ).status_code
+        == 200
+    )
+    state = sandbox.state_of(first)
+    state.grant_entity(
+        NIP,
+        subject_nip="7762811692",
+        permissions=[{"type": "InvoiceRead"}],
+        description="Dostęp biura",
+        full_name="Biuro Rachunkowe Test",
+    )
+    state.operations[next(iter(state.operations))].polls = 5
+    auth, _, _ = state.start_auth(
+        context_nip=NIP,
+        identity=Identity("Nip", NIP),
+        method="QualifiedSeal",
+        method_code="x",
+        method_name="x",
+        failure=None,
+        subject_attributes={"commonName": "Firma", "countryName": "PL"},
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(
+            x509.Name(
+                [
+                    x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "Firma"),
+                    x509.NameAttribute(x509.oid.NameOID.COUNTRY_NAME, "PL"),
+                ]
+            )
+        )
+        .sign(key, hashes.SHA256())
+    )
+    enrollment = state.enroll(
+        auth,
+        name="Klucznik Offline",
+        certificate_type="Offline",
+        csr_der=csr.public_bytes(serialization.Encoding.DER),
+        valid_from=None,
+    )
+    enrollment.polls = 5
+    state.enrollment(Identity("Nip", NIP), enrollment.reference)
+    assert web.post("/v2/testdata/person/remove", json={"nip": "1060000062"}).status_code == 200  # saves
+
+    second = sandbox.state_of(sandbox.create_app({"TESTING": True, "SANDBOX_STATE_FILE": str(path)}))
+    assert second.persons[(NIP, PESEL)] == Person(nip=NIP, pesel=PESEL, description="Właściciel")
+    assert second.permissions_in(NIP, Identity("Nip", "7762811692")) == {"InvoiceRead"}
+    (restored,) = second.certificates_of(Identity("Nip", NIP))
+    assert restored.serial == enrollment.serial and restored.certificate_type == "Offline"
+    assert second.limits_for(Identity("Nip", NIP))["enrollment"]["remaining"] == 299
