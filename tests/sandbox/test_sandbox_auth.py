@@ -370,3 +370,36 @@ def test_test_system_warning_is_echoed_and_collected(sandbox_server):
     client.session.headers["X-Test-System-Warning"] = "[sig-001]: Format podpisu niezgodny"
     client.challenge()
     assert client.warnings == ["[sig-001]: Format podpisu niezgodny"]
+
+
+def test_certificate_without_a_known_identifier_gets_460(sandbox_server):
+    from datetime import UTC
+    from datetime import datetime
+    from datetime import timedelta
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, "Ktoś Bez Identyfikatora"),
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "PL"),
+        ]
+    )
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    client = sandbox_server.client()
+    challenge = client.challenge()
+    xml = xades.build_auth_token_request(challenge=challenge.challenge, nip=CLIENT)
+    _, _, status = _submit(
+        sandbox_server, client, signer.sign(xml, certificate=cert, private_key=key, style="enveloped")
+    )
+    assert status.status.code == 460
+    assert status.status.details == ("Niepoprawny certyfikat",)
