@@ -403,3 +403,38 @@ def test_certificate_without_a_known_identifier_gets_460(sandbox_server):
     )
     assert status.status.code == 460
     assert status.status.details == ("Niepoprawny certyfikat",)
+
+
+def test_other_sessions_can_be_revoked_and_test_data_undone(sandbox_server):
+    first = sandbox_server.login(CLIENT)
+    second = sandbox_server.login(CLIENT)
+    reference = first.sessions().items[1].reference_number  # newest first: [second, first]
+    second.revoke_session(reference)
+    assert {s.reference_number: s.status.code for s in second.sessions().items}[reference] == 425
+    with pytest.raises(KsefError) as caught:
+        second.revoke_session("20250514-AU-0000000000-0000000000-00")
+    assert caught.value.codes == (21304,)
+
+    second.testdata_person(nip=OFFICE, pesel=PESEL)
+    second.testdata_remove_person(nip=OFFICE)
+    with pytest.raises(KsefError) as gone:  # nothing to log in with any more
+        sandbox_server.login(OFFICE, pesel=PESEL)
+    assert gone.value.codes == (415,)
+
+    block = {"contextIdentifier": {"type": "Nip", "value": CLIENT}}
+    requests.post(f"{sandbox_server.url}/testdata/context/block", json=block, timeout=5).raise_for_status()
+    requests.post(f"{sandbox_server.url}/testdata/context/unblock", json=block, timeout=5).raise_for_status()
+    assert sandbox_server.login(CLIENT).tokens is not None
+
+
+def test_certificate_limits_can_be_set_through_testdata(sandbox_server):
+    client = sandbox_server.login(CLIENT)
+    response = requests.post(
+        f"{sandbox_server.url}/testdata/limits/subject/certificate",
+        timeout=5,
+        headers={"Authorization": f"Bearer {client.tokens.access_token()}"},
+        json={"subjectIdentifierType": "Nip", "enrollment": {"maxEnrollments": 3}},
+    )
+    assert response.status_code == 200
+    limits = client.limits()
+    assert (limits.enrollment_limit, limits.certificate_limit) == (3, 100)
