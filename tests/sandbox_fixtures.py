@@ -80,28 +80,26 @@ class ContractRecorder:
             seen["headers"] = tuple(headers)
             return start_response(status, headers, exc_info)
 
-        def record(payload: bytes) -> None:
-            with self._lock:
-                self.exchanges.append(
-                    Exchange(
-                        environ["REQUEST_METHOD"],
-                        environ.get("PATH_INFO", ""),
-                        environ.get("QUERY_STRING", ""),
-                        tuple(request.headers.items()),
-                        body,
-                        seen.get("status"),
-                        seen.get("headers", ()),
-                        payload,
-                    )
-                )
+        def exchange(payload: bytes) -> Exchange:
+            return Exchange(
+                environ["REQUEST_METHOD"],
+                environ.get("PATH_INFO", ""),
+                environ.get("QUERY_STRING", ""),
+                tuple(request.headers.items()),
+                body,
+                seen.get("status"),
+                seen.get("headers", ()),
+                payload,
+            )
 
-        try:
-            chunks = list(self.wsgi_app(environ, recording_start_response))
-        except ConnectionError:
-            record(b"")
-            raise
-        payload = b"".join(chunks)
-        record(payload)
+        # Recorded before the app runs (a dropped connection reaches the client before the app returns),
+        # then completed before any byte of the answer is written.
+        with self._lock:
+            index = len(self.exchanges)
+            self.exchanges.append(exchange(b""))
+        payload = b"".join(self.wsgi_app(environ, recording_start_response))
+        with self._lock:
+            self.exchanges[index] = exchange(payload)
         return [payload]
 
 
