@@ -106,7 +106,14 @@ class WebClient:
 
     def login(self, username: str = ADMIN, password: str = ADMIN_PASSWORD):
         self.get("/login")
-        return self.post("/login", {"username": username, "password": password})
+        response = self.post("/login", {"username": username, "password": password})
+        if response.status_code in (302, 303):
+            # Login starts a new session (and a new CSRF token): fetch it from the page we land on.
+            self.csrf = None
+            landing = self.get(response.headers["Location"])
+            if landing.status_code in (302, 303):  # e.g. the initial password must be changed first
+                self.get(landing.headers["Location"])
+        return response
 
 
 @pytest.fixture
