@@ -47,7 +47,7 @@ class ClientForm(FlaskForm):
 
 class UserForm(FlaskForm):
     username = StringField()
-    role = SelectField(choices=["staff", "admin"])
+    role = SelectField(choices=["staff", "admin"], validate_choice=False)  # the domain says what is wrong
     password = PasswordField()
 
 
@@ -56,7 +56,9 @@ class OfficeForm(FlaskForm):
     nip = StringField()
     # Plain values, not (value, label) tuples: tuples are deprecated in wtforms 3.3 (a DeprecationWarning,
     # which the test suite turns into an error, made /office and /admin/users answer 500 under pytest).
-    ksef_environment = SelectField(choices=["test", "demo", "prod", "sandbox"])
+    # validate_choice=False: an unknown value reaches the domain, which answers with a plain message
+    # (wtforms alone would fail the form silently, with no message on the page).
+    ksef_environment = SelectField(choices=["test", "demo", "prod", "sandbox"], validate_choice=False)
     sandbox_url = StringField()
 
 
