@@ -203,3 +203,12 @@ def test_state_file_keeps_test_data_grants_and_certificates(tmp_path):
     (restored,) = second.certificates_of(Identity("Nip", NIP))
     assert restored.serial == enrollment.serial and restored.certificate_type == "Offline"
     assert second.limits_for(Identity("Nip", NIP))["enrollment"]["remaining"] == 299
+
+
+def test_the_shipped_openapi_document_is_the_official_one():
+    from pathlib import Path
+
+    from sandbox.spec import SPEC_CANDIDATES
+
+    shipped, reference = SPEC_CANDIDATES
+    assert shipped.read_bytes() == Path(reference).read_bytes()
