@@ -403,6 +403,12 @@ class Store:
             with contextlib.suppress(OSError):
                 if now - path.stat().st_mtime > self.snapshot_min_age:
                     path.unlink()
+        # A crash during VACUUM INTO leaves ``.tmp-*.db`` (and its ``-journal``): a full copy of the database
+        # that nothing would ever remove. A snapshot being written keeps a fresh mtime, so only old ones go.
+        for path in self.snapshot_path.glob(".tmp-*"):
+            with contextlib.suppress(OSError):
+                if now - path.stat().st_mtime > self.snapshot_min_age:
+                    path.unlink()
 
     # -- backup and checks --------------------------------------------------------------------------------
 
