@@ -34,6 +34,8 @@ import requests
 from klucznik import clients
 from klucznik.keyring import TEST_KDF
 from klucznik.storage import Store
+from klucznik.storage import integrity_report
+from klucznik.storage import open_database
 from tests.conftest import ADMIN
 from tests.conftest import ADMIN_PASSWORD
 from tests.foundation_tests_fixtures import nips
@@ -209,12 +211,20 @@ def test_kill_9_during_writes_loses_no_acknowledged_write(tmp_path: Path) -> Non
         this_round = len(acked.so_far()) - before
         assert this_round >= 5, "the writers never got going; see portal.log"
         present, store = reopen_and_verify(instance, acked.so_far())
+        # F3: a kill during a snapshot never leaves a partial file under a final snapshot name.
+        for _gen, snap in store.snapshots():
+            db = open_database(snap, store._require_dmk(), readonly_checks=True)  # noqa: SLF001
+            try:
+                assert integrity_report(db)["ok"], snap.name
+            finally:
+                db.close()
+        stale = sorted(p.name for p in store.snapshot_path.iterdir() if not p.name.startswith("klucznik-"))
         store.seal()
-        figures.append((round_no, this_round, len(acked.so_far()), present))
-    for round_no, in_round, total, present in figures:
+        figures.append((round_no, this_round, len(acked.so_far()), present, len(store.snapshots()), stale))
+    for round_no, in_round, total, present, snaps, stale in figures:
         print(
             f"kill -9 round {round_no}: acknowledged this round={in_round} acknowledged total={total} "
-            f"present={present} lost=0"
+            f"present={present} lost=0 snapshots={snaps} (all valid) stale temporary files={stale}"
         )
     # More may be present than acknowledged (a write committed just before the kill, never answered).
     assert figures[-1][3] >= figures[-1][2]

@@ -460,3 +460,18 @@ def test_iso_is_utc_with_z() -> None:
 
     warsaw = timezone(timedelta(hours=2))
     assert iso(datetime(2026, 6, 1, 14, 30, 5, 999, tzinfo=warsaw)) == "2026-06-01T12:30:05Z"
+
+
+def test_stale_temporary_snapshot_files_are_removed(store: Store) -> None:
+    """A kill during ``VACUUM INTO`` leaves ``.tmp-*.db`` behind (seen in the kill -9 fault test)."""
+    old_tmp = store.snapshot_path / ".tmp-0123456789ab.db"
+    old_journal = store.snapshot_path / ".tmp-0123456789ab.db-journal"
+    young_tmp = store.snapshot_path / ".tmp-ba9876543210.db"
+    for path in (old_tmp, old_journal, young_tmp):
+        path.write_bytes(b"partial snapshot")
+    old = time.time() - 3600
+    for path in (old_tmp, old_journal):
+        os.utime(path, (old, old))
+    add_clients(store, [("Firma", nips(1)[0])])
+    assert not old_tmp.exists() and not old_journal.exists()
+    assert young_tmp.exists()  # might be a snapshot being written right now
