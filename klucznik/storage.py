@@ -405,7 +405,10 @@ class Store:
                     path.unlink()
         # A crash during VACUUM INTO leaves ``.tmp-*.db`` (and its ``-journal``): a full copy of the database
         # that nothing would ever remove. A snapshot being written keeps a fresh mtime, so only old ones go.
-        for path in self.snapshot_path.glob(".tmp-*"):
+        # Likewise a crash during ``write_atomic`` leaves ``.keyring.json.<hex>.tmp``: an old keyring that may
+        # still hold a removed user's slot or a slot for a changed password.
+        stale = [*self.snapshot_path.glob(".tmp-*"), *self.path.glob(f".{KEYRING_NAME}.*.tmp")]
+        for path in stale:
             with contextlib.suppress(OSError):
                 if now - path.stat().st_mtime > self.snapshot_min_age:
                     path.unlink()
