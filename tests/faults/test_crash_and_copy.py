@@ -304,3 +304,51 @@ def test_copy_during_writes_restores_every_acknowledged_write(tmp_path: Path) ->
     )
     with contextlib.suppress(Exception):
         store.seal()
+
+
+_KEYRING_WRITER = """
+import secrets, sys
+from pathlib import Path
+from klucznik.keyring import TEST_KDF, Keyring
+path = Path(sys.argv[1])
+dmk = bytes.fromhex(sys.argv[2])
+ring = Keyring.load(path)
+i = 0
+print("ready", flush=True)
+while True:
+    i += 1
+    ring.add_user(f"user{i % 7}", f"password-number-{i}", dmk, TEST_KDF)
+    ring.change_password("admin", "admin-password-1", "admin-password-1")
+    ring.save()
+"""
+
+
+def test_kill_9_during_keyring_writes_leaves_a_whole_keyring(tmp_path: Path) -> None:
+    """F4 (SECURITY.md §3.2): the keyring is replaced atomically, so a kill never leaves a torn file."""
+    from klucznik.keyring import Keyring
+
+    dmk = os.urandom(32)
+    path = tmp_path / "keyring.json"
+    ring, _code = Keyring.create(path, dmk)
+    ring.add_user(ADMIN, ADMIN_PASSWORD, dmk, TEST_KDF)
+    ring.save()
+    rng = random.Random(77)
+    kills = 8
+    for _ in range(kills):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _KEYRING_WRITER, str(path), dmk.hex()], cwd=ROOT, stdout=subprocess.PIPE
+        )
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == b"ready"
+        time.sleep(rng.uniform(0.01, 0.3))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        proc.stdout.close()
+        loaded = Keyring.load(path)
+        assert loaded.unlock_user(ADMIN, ADMIN_PASSWORD) == dmk
+        for name in loaded.usernames():
+            assert name == ADMIN or name.startswith("user")
+    leftovers = sorted(p.name for p in tmp_path.iterdir() if p.name != "keyring.json")
+    print(
+        f"keyring kill -9 loop: kills={kills} whole keyring after each=yes temporary files left={len(leftovers)}"
+    )

@@ -466,12 +466,13 @@ def test_stale_temporary_snapshot_files_are_removed(store: Store) -> None:
     """A kill during ``VACUUM INTO`` leaves ``.tmp-*.db`` behind (seen in the kill -9 fault test)."""
     old_tmp = store.snapshot_path / ".tmp-0123456789ab.db"
     old_journal = store.snapshot_path / ".tmp-0123456789ab.db-journal"
+    old_keyring = store.path / ".keyring.json.0a1b2c3d.tmp"  # a kill during the keyring's atomic write
     young_tmp = store.snapshot_path / ".tmp-ba9876543210.db"
-    for path in (old_tmp, old_journal, young_tmp):
-        path.write_bytes(b"partial snapshot")
+    for path in (old_tmp, old_journal, old_keyring, young_tmp):
+        path.write_bytes(b"partial file")
     old = time.time() - 3600
-    for path in (old_tmp, old_journal):
+    for path in (old_tmp, old_journal, old_keyring):
         os.utime(path, (old, old))
     add_clients(store, [("Firma", nips(1)[0])])
-    assert not old_tmp.exists() and not old_journal.exists()
+    assert not old_tmp.exists() and not old_journal.exists() and not old_keyring.exists()
     assert young_tmp.exists()  # might be a snapshot being written right now
