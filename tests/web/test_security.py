@@ -677,3 +677,63 @@ def test_not_found_pages(web: WebClient) -> None:
     assert_plain_page(web.get("/clients/424242"), 404, "Nie ma takiego klienta")
     assert web.get("/no/such/page").status_code == 404
     assert web.post("/clients").status_code == 405
+
+
+def test_recovery_unseals_a_restarted_portal_and_ends_the_users_sessions(
+    store: Store, instance_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a restore onto a new machine, the recovery code alone opens the portal."""
+    monkeypatch.setenv("KLUCZNIK_INSTANCE", str(instance_path))
+    first_app = make_app(store)
+    old_session = login_client(first_app)
+    assert old_session.get("/clients").status_code == 200
+    restarted = Store(instance_path, kdf=TEST_KDF)
+    app = make_app(restarted)
+    client = WebClient(app.test_client())
+    client.get("/recover")
+    response = client.post(
+        "/recover",
+        {
+            "username": ADMIN,
+            "code": store.recovery_code,  # type: ignore[attr-defined]
+            "new_password": "after-restore-pw1",
+            "new_password2": "after-restore-pw1",
+        },
+    )
+    assert response.status_code == 303
+    assert not restarted.is_sealed
+    assert client.get("/clients").status_code == 200
+    other = login_client(app, password="after-restore-pw1")
+    client.get("/recover")
+    # A second reset by the same user ends that user's other sessions.
+    client.post(
+        "/recover",
+        {
+            "username": ADMIN,
+            "code": store.recovery_code,  # type: ignore[attr-defined]
+            "new_password": "after-restore-pw2",
+            "new_password2": "after-restore-pw2",
+        },
+    )
+    assert other.get("/clients").status_code == 303
+    assert client.get("/clients").status_code == 200
+    actions = [r[4] for r in dump(restarted)["audit_log"]]
+    assert actions.count("users.password_reset") == 2
+
+
+def test_recovery_throttled_after_five_wrong_codes(app, anon: WebClient, store: Store) -> None:  # noqa: ANN001
+    app.extensions["klucznik.throttle"] = LoginThrottle(5, 60, clock=FakeClock())
+    anon.get("/recover")
+    form = {
+        "username": ADMIN,
+        "code": "AAAA-BBBB-CCCC-DDDD-EEEE-FFFF-GG",
+        "new_password": "reset-password-1",
+        "new_password2": "reset-password-1",
+    }
+    for _ in range(5):
+        assert anon.post("/recover", form).status_code == 422
+    blocked = anon.post("/recover", dict(form, code=store.recovery_code))  # type: ignore[attr-defined]
+    assert blocked.status_code == 422 and "Spróbuj ponownie za 60 s" in text(blocked)
+    fresh = WebClient(app.test_client())
+    fresh.get("/login")
+    assert fresh.post("/login", {"username": ADMIN, "password": ADMIN_PASSWORD}).status_code == 303
