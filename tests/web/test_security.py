@@ -737,3 +737,25 @@ def test_recovery_throttled_after_five_wrong_codes(app, anon: WebClient, store: 
     fresh = WebClient(app.test_client())
     fresh.get("/login")
     assert fresh.post("/login", {"username": ADMIN, "password": ADMIN_PASSWORD}).status_code == 303
+
+
+def test_session_secret_is_per_process_and_never_stored(
+    app,
+    web: WebClient,
+    store: Store,  # noqa: ANN001
+    instance_path: Path,
+) -> None:
+    """A restart (or a copy of instance/) cannot reuse or forge a session cookie."""
+    cookie = web.client.get_cookie("klucznik").value
+    secret = app.config["SECRET_KEY"]
+    assert isinstance(secret, bytes) and len(secret) >= 32
+    for path in instance_path.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert secret not in data and secret.hex().encode() not in data, path
+    second = make_app(Store(instance_path, kdf=TEST_KDF))
+    assert second.config["SECRET_KEY"] != secret
+    replay = second.test_client()
+    replay.set_cookie("klucznik", cookie)
+    response = replay.get("/clients")
+    assert response.status_code == 303 and "/login" in response.headers["Location"]
