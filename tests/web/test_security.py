@@ -753,7 +753,9 @@ def test_session_secret_is_per_process_and_never_stored(
         if path.is_file():
             data = path.read_bytes()
             assert secret not in data and secret.hex().encode() not in data, path
-    second = make_app(Store(instance_path, kdf=TEST_KDF))
+    unsealed = Store(instance_path, kdf=TEST_KDF)
+    unsealed.login(ADMIN, ADMIN_PASSWORD)  # unsealed, so only the cookie decides
+    second = make_app(unsealed)
     assert second.config["SECRET_KEY"] != secret
     replay = second.test_client()
     replay.set_cookie("klucznik", cookie)
