@@ -761,3 +761,18 @@ def test_session_secret_is_per_process_and_never_stored(
     replay.set_cookie("klucznik", cookie)
     response = replay.get("/clients")
     assert response.status_code == 303 and "/login" in response.headers["Location"]
+
+
+def test_damaged_live_database_is_restored_at_login_and_audited(
+    store: Store, instance_path: Path, monkeypatch: pytest.MonkeyPatch, client_company
+) -> None:  # noqa: ANN001
+    store.seal()
+    with open(store.db_path, "r+b") as fh:
+        fh.truncate(store.db_path.stat().st_size // 2)
+    client = _damaged_app(instance_path, monkeypatch)
+    client.get("/login")
+    assert client.post("/login", {"username": ADMIN, "password": ADMIN_PASSWORD}).status_code == 303
+    assert "Przykładowa Spółka" in text(client.get("/clients"))
+    login = text(client.get("/admin/audit?action=auth.login"))
+    assert "restored_from" in login and "klucznik-" in login
+    assert len(list(instance_path.glob("damaged-*/klucznik.db"))) == 1
