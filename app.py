@@ -11,10 +11,12 @@ import logging
 import os
 import secrets
 from datetime import timedelta
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from flask import Request
 
 #: Every environment variable the portal reads, with its default (README's configuration table).
 SETTINGS = {
@@ -28,11 +30,23 @@ SETTINGS = {
 }
 
 
+class PortalRequest(Request):
+    """Uploaded files stay in memory (bounded by ``MAX_CONTENT_LENGTH``): a private key never touches the disk.
+
+    Werkzeug would otherwise spool any upload over 500 KiB into a temporary file (SECURITY.md U28).
+    """
+
+    def _get_file_stream(self, total_content_length: int | None, content_type: str | None,
+                         filename: str | None = None, content_length: int | None = None) -> BytesIO:
+        return BytesIO()
+
+
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the portal."""
     root = Path(__file__).resolve().parent
     instance = os.environ.get("KLUCZNIK_INSTANCE") or str(root / "instance")
     app = Flask(__name__, instance_path=str(Path(instance).resolve()), instance_relative_config=True)
+    app.request_class = PortalRequest
     https = os.environ.get("KLUCZNIK_HTTPS", "0") == "1"
     trusted = [h.strip() for h in os.environ.get("KLUCZNIK_TRUSTED_HOSTS", "").split(",") if h.strip()]
     app.config.from_mapping(

@@ -178,6 +178,6 @@ def search(db: Database, query: str = "", *, archived: bool = False, page: int =
     clause = " AND ".join(where)
     total = db.execute(f"SELECT count(*) FROM clients WHERE {clause}", params).fetchone()[0]
     page = max(1, min(page, max(1, -(-total // per_page))))
-    rows = db.execute(f"SELECT {_COLUMNS} FROM clients WHERE {clause} ORDER BY name COLLATE NOCASE, id "
+    rows = db.execute(f"SELECT {_COLUMNS} FROM clients WHERE {clause} ORDER BY name COLLATE PL, id "
                       "LIMIT ? OFFSET ?", [*params, per_page, (page - 1) * per_page]).fetchall()
     return ClientPage(clients=[Client(*row) for row in rows], total=total, page=page, per_page=per_page)

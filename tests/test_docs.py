@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import click
 from click.testing import CliRunner
 
 from cli import main
@@ -49,7 +50,7 @@ def test_the_readme_lists_no_variable_the_code_does_not_read() -> None:
 
 def test_every_command_is_documented_and_has_help() -> None:
     runner = CliRunner()
-    ctx = main.make_context("klucznik", [])
+    ctx = click.Context(main, info_name="klucznik")
     for name in main.list_commands(ctx):
         assert f"`klucznik {name}" in README, f"README does not document `klucznik {name}`"
         result = runner.invoke(main, [name, "--help"])

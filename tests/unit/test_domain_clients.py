@@ -259,3 +259,20 @@ def test_set_auth_method(store: Store) -> None:
 def test_archive_missing_client(store: Store) -> None:
     with pytest.raises(NotFound), store.write() as db:
         clients.set_archived(db, 12345, True, actor=ADMIN)
+
+
+def test_clients_are_listed_in_polish_alphabetical_order(store) -> None:
+    from klucznik import clients as domain
+
+    names = ["Zakład Stolarski", "Łukasz Nowak", "Ćma Sp. z o.o.", "Lubuska Spółka", "cegielnia", "Ąkro", "Źródło"]
+    nips = ["5261040828", "1000000006", "1132191233", "5213017228", "9542583988", "6462933516", "1000000012"]
+    with store.write() as db:
+        for name, number in zip(names, nips, strict=True):
+            domain.create_client(db, domain.validate(nip=number, name=name), actor="admin")
+    database = store.connect()
+    try:
+        listed = [c.name for c in domain.search(database).clients]
+    finally:
+        database.close()
+    assert listed == ["Ąkro", "cegielnia", "Ćma Sp. z o.o.", "Lubuska Spółka", "Łukasz Nowak", "Zakład Stolarski",
+                      "Źródło"]

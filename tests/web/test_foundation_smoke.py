@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,21 @@ def test_polish_is_the_default_and_english_selectable(web: WebClient) -> None:
     assert "Klienci" in web.get("/clients").get_data(as_text=True)
     web.post("/language", {"lang": "en", "next": "/clients"})
     assert "Clients" in web.get("/clients").get_data(as_text=True)
+
+
+def test_uploads_stay_in_memory_even_when_large(app) -> None:
+    """Werkzeug spools uploads over 500 KiB to a temporary file; the portal's request class never does."""
+    from werkzeug.test import EnvironBuilder
+
+    big = b"-----BEGIN PRIVATE KEY-----\n" + b"A" * 700_000
+    builder = EnvironBuilder(method="POST", data={"f": (io.BytesIO(big), "k.key")})
+    environ = builder.get_environ()
+    try:
+        request = app.request_class(environ)
+        stream = request.files["f"].stream
+        assert type(stream).__name__ == "BytesIO"
+        assert stream.getvalue() == big
+        request.close()
+    finally:
+        environ["wsgi.input"].close()
+        builder.close()
