@@ -13,6 +13,8 @@ from pathlib import Path
 
 import click
 
+from klucznik.cli_certs import certs
+from klucznik.cli_xml import xml
 from klucznik.errors import PortalError
 from klucznik.storage import Store
 
@@ -85,11 +87,5 @@ def unseal_key(key_file: Path) -> None:
     click.echo(f"Zapisano {key_file}. Ustaw KLUCZNIK_UNSEAL_KEY_FILE={key_file}. / Written; set the variable.")
 
 
-# Further command groups register here, one line each (keep the domain free of Flask):
-# main.add_command(<group>)
-from klucznik.cli_certs import certs  # noqa: E402  (issue 3: klucznik certs check)
-
-main.add_command(certs)
-from klucznik.cli_xml import xml  # noqa: E402  (issue 5: klucznik xml check)
-
-main.add_command(xml)
+main.add_command(certs)  # issue 3: klucznik certs check
+main.add_command(xml)  # issue 5: klucznik xml check
