@@ -13,31 +13,17 @@ import dataclasses
 import json
 import os
 import sys
-from datetime import UTC
 from datetime import datetime
 from pathlib import Path
 
 import click
 
 from klucznik import certificates
+from klucznik.cli_common import IsoDateTime
+from klucznik.cli_common import now
+from klucznik.cli_common import read_limited
 
 PASSWORD_VARIABLE = "KLUCZNIK_KEY_PASSWORD"
-
-
-class IsoDateTime(click.ParamType):
-    """An ISO-8601 date-time (``2026-06-01T00:00:00Z``); a value without a zone is taken as UTC."""
-
-    name = "ISO-8601"
-
-    def convert(self, value, param, ctx):
-        """Parse ``value`` or fail as a usage error (exit status 2)."""
-        if isinstance(value, datetime):
-            return value
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            self.fail(f"{value!r} is not an ISO-8601 date-time, e.g. 2026-06-01T12:00:00Z", param, ctx)
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 @click.group("certs")
@@ -82,11 +68,11 @@ def check(slot: str, crt_path: Path, key_path: Path, nip: str | None, at: dateti
 
     Example: KLUCZNIK_KEY_PASSWORD=... klucznik certs check --slot online --crt a.crt --key a.key --nip 5261040828
     """
-    crt = _read_limited(crt_path)
-    key = _read_limited(key_path)
+    crt = read_limited(crt_path, limit=certificates.MAX_FILE_SIZE)
+    key = read_limited(key_path, limit=certificates.MAX_FILE_SIZE)
     nip_value, nip_problems = (None, ()) if nip is None else certificates.check_nip(nip)
     result = certificates.check_pair(
-        slot=slot, crt=crt, key=key, password=_password_for(key), at=at or _now(), nip=nip_value
+        slot=slot, crt=crt, key=key, password=_password_for(key), at=at or now(), nip=nip_value
     )
     if nip_problems:
         result = dataclasses.replace(result, problems=result.problems + nip_problems)
@@ -105,14 +91,3 @@ def _password_for(key: bytes) -> str | None:
             "Hasło klucza / Key password", hide_input=True, err=True, default="", show_default=False
         )
     return None
-
-
-def _read_limited(path: Path) -> bytes:
-    """At most one byte more than the size limit, so a huge file is refused without reading it whole."""
-    with path.open("rb") as handle:
-        return handle.read(certificates.MAX_FILE_SIZE + 1)
-
-
-def _now() -> datetime:
-    """The current time in UTC (used only when ``--at`` is not given)."""
-    return datetime.now(UTC)

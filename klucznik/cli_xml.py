@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC
 from datetime import datetime
 from pathlib import Path
 
@@ -17,23 +16,10 @@ import click
 
 from klucznik import nip as nip_module
 from klucznik import xades
+from klucznik.cli_common import IsoDateTime
+from klucznik.cli_common import now
+from klucznik.cli_common import read_limited
 from klucznik.errors import ValidationError
-
-
-class IsoDateTime(click.ParamType):
-    """An ISO-8601 date-time (``2026-06-01T12:00:00Z``); a value without a zone is taken as UTC."""
-
-    name = "ISO-8601"
-
-    def convert(self, value, param, ctx):
-        """Parse ``value`` or fail as a usage error (exit status 2)."""
-        if isinstance(value, datetime):
-            return value
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            self.fail(f"{value!r} is not an ISO-8601 date-time, e.g. 2026-06-01T12:00:00Z", param, ctx)
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _nip(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -74,10 +60,9 @@ def check(file: Path, challenge: str, nip: str, at: datetime | None, expires_at:
     Example: klucznik xml check "AuthTokenRequest (1).xml" --challenge 20250604-CR-461EA5B000-537A6BA15D-D7
     --nip 5261040828
     """
-    with file.open("rb") as handle:
-        data = handle.read(xades.MAX_BYTES + 1)  # one byte more than allowed: a huge file is refused unread
+    data = read_limited(file, limit=xades.MAX_BYTES)
     result = xades.check_signed_request(
-        data, challenge=challenge, nip=nip, at=at or datetime.now(UTC), challenge_expires_at=expires_at
+        data, challenge=challenge, nip=nip, at=at or now(), challenge_expires_at=expires_at
     )
     click.echo(json.dumps(result.as_dict(), ensure_ascii=False, indent=2))
     sys.exit(0 if result.ok else 1)
