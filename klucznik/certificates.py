@@ -53,9 +53,9 @@ from sqlite_utils import Database
 
 from klucznik import audit
 from klucznik import clients
+from klucznik import credentials
 from klucznik import nip as nip_rules
 from klucznik.errors import ValidationError
-from klucznik.storage import iso
 
 MAX_FILE_SIZE = 64 * 1024
 """Largest accepted file (bytes). KSeF files are about 1 KiB; this also keeps uploads in memory."""
@@ -453,14 +453,9 @@ def save_uploaded_set(
             code="invalid",
         )
     clients.get_client(db, client_id)
-    now = iso(at)
-    superseded = db.execute(
-        "UPDATE credentials SET status = 'superseded', superseded_at = ? WHERE client_id = ? AND status = 'active'",
-        [now, client_id],
-    ).rowcount
+    superseded = credentials.supersede_active(db, client_id, at=at)
     ids = tuple(
-        _insert_credential(db, client_id=client_id, pair=result.pair(slot), actor=actor, now=now)
-        for slot in SLOTS
+        _store_pair(db, client_id=client_id, pair=result.pair(slot), actor=actor, at=at) for slot in SLOTS
     )
     clients.set_auth_method(db, client_id, "user_certs")
     audit.record(
@@ -480,32 +475,19 @@ def save_uploaded_set(
     return ids
 
 
-def _insert_credential(db: Database, *, client_id: int, pair: PairCheck, actor: str | None, now: str) -> int:
-    """One ``credentials`` row: certificate DER, key bytes as uploaded, password (only if the key needs one)."""
-    info = pair.certificate
-    return (
-        db["credentials"]
-        .insert(
-            {
-                "client_id": client_id,
-                "slot": pair.slot,
-                "origin": "uploaded",
-                "certificate": info.der,
-                "private_key": pair.key.data,
-                "key_password": pair.password if pair.key.encrypted else None,
-                "ksef_type": info.ksef_type,
-                "serial": info.serial,
-                "subject": info.subject,
-                "issuer": info.issuer,
-                "fingerprint": info.fingerprint,
-                "not_before": iso(info.not_before),
-                "not_after": iso(info.not_after),
-                "status": "active",
-                "created_at": now,
-                "created_by": actor,
-            }
-        )
-        .last_pk
+def _store_pair(db: Database, *, client_id: int, pair: PairCheck, actor: str | None, at: datetime) -> int:
+    """One uploaded pair as a ``credentials`` row: key bytes as uploaded, the password only if the key needs one."""
+    return credentials.add_credential(
+        db,
+        client_id=client_id,
+        slot=pair.slot,
+        origin="uploaded",
+        info=pair.certificate,
+        ksef_type=pair.certificate.ksef_type,
+        private_key=pair.key.data,
+        key_password=pair.password if pair.key.encrypted else None,
+        actor=actor,
+        at=at,
     )
 
 

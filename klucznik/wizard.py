@@ -34,6 +34,7 @@ from sqlite_utils import Database
 from klucznik import audit
 from klucznik import certificates
 from klucznik import clients
+from klucznik import credentials
 from klucznik import office as office_module
 from klucznik import xades
 from klucznik.errors import NotFound
@@ -1105,38 +1106,21 @@ def _poll_enrollments(
         return request
     retrieved = {c.serial_number: c for c in ksef.retrieve([item["serial"] for item in enrollments.values()])}
     with store.write() as db:
-        now = iso(at)
-        superseded = db.execute(
-            "UPDATE credentials SET status = 'superseded', superseded_at = ? WHERE client_id = ? AND status = 'active'",
-            [now, request.client_id],
-        ).rowcount
+        superseded = credentials.supersede_active(db, request.client_id, at=at)
         stored = {}
         for ksef_type, item in enrollments.items():
             cert = x509.load_der_x509_certificate(retrieved[item["serial"]].certificate_der)
-            info = certificates.summarise(cert)
-            stored[ksef_type] = (
-                db["credentials"]
-                .insert(
-                    {
-                        "client_id": request.client_id,
-                        "slot": item["slot"],
-                        "origin": "generated",
-                        "certificate": info.der,
-                        "private_key": item["key"].encode("ascii"),
-                        "key_password": None,
-                        "ksef_type": ksef_type,
-                        "serial": info.serial,
-                        "subject": info.subject,
-                        "issuer": info.issuer,
-                        "fingerprint": info.fingerprint,
-                        "not_before": iso(info.not_before),
-                        "not_after": iso(info.not_after),
-                        "status": "active",
-                        "created_at": now,
-                        "created_by": actor,
-                    }
-                )
-                .last_pk
+            stored[ksef_type] = credentials.add_credential(
+                db,
+                client_id=request.client_id,
+                slot=item["slot"],
+                origin="generated",
+                info=certificates.summarise(cert),
+                ksef_type=ksef_type,
+                private_key=item["key"].encode("ascii"),
+                key_password=None,
+                actor=actor,
+                at=at,
             )
         clients.set_auth_method(db, request.client_id, "portal_certs")
         followup = {

@@ -1,0 +1,69 @@
+"""The ``credentials`` table: how a client's certificate + private key pairs are stored.
+
+Credentials arrive two ways — uploaded by the user (method 3, :mod:`klucznik.certificates`) and generated
+by the portal through KSeF enrollment (method 2, :mod:`klucznik.wizard`) — but they must be stored the
+same way: the certificate as DER, the key bytes exactly as they came, the summary columns the pages and
+the backup check read, and the rule that older active credentials become ``superseded`` (never deleted).
+Keeping that in one place means a new column or a change of the rule cannot reach only one of the two
+paths. Every function runs inside the caller's ``store.write()`` transaction and takes an explicit ``at``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlite_utils import Database
+
+from klucznik.storage import iso
+
+if TYPE_CHECKING:  # certificates imports this module; the type is needed for annotations only
+    from klucznik.certificates import CertificateInfo
+
+
+def supersede_active(db: Database, client_id: int, *, at: datetime) -> int:
+    """Mark the client's active credentials ``superseded`` as of ``at``; returns how many there were."""
+    return db.execute(
+        "UPDATE credentials SET status = 'superseded', superseded_at = ? WHERE client_id = ? AND status = 'active'",
+        [iso(at), client_id],
+    ).rowcount
+
+
+def add_credential(
+    db: Database,
+    *,
+    client_id: int,
+    slot: str,
+    origin: str,
+    info: CertificateInfo,
+    ksef_type: str | None,
+    private_key: bytes,
+    key_password: str | None,
+    actor: str | None,
+    at: datetime,
+) -> int:
+    """Insert one active ``credentials`` row (certificate DER + key bytes as given) and return its id."""
+    return (
+        db["credentials"]
+        .insert(
+            {
+                "client_id": client_id,
+                "slot": slot,
+                "origin": origin,
+                "certificate": info.der,
+                "private_key": private_key,
+                "key_password": key_password,
+                "ksef_type": ksef_type,
+                "serial": info.serial,
+                "subject": info.subject,
+                "issuer": info.issuer,
+                "fingerprint": info.fingerprint,
+                "not_before": iso(info.not_before),
+                "not_after": iso(info.not_after),
+                "status": "active",
+                "created_at": iso(at),
+                "created_by": actor,
+            }
+        )
+        .last_pk
+    )
