@@ -8,6 +8,7 @@ element asks again after a second, and the final answer has status 286, which st
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -77,7 +78,18 @@ def _close_ksef_clients(_exc: BaseException | None = None) -> None:
 
 
 def _request(client_id: int, request_id: int) -> wizard.AuthRequest:
+    """The client's attempt ``request_id`` (404 page when it is not this client's)."""
     return wizard.get_request(get_db(), request_id, client_id=client_id)
+
+
+def _attempt(client_id: int, request_id: int) -> tuple[clients.Client, wizard.AuthRequest]:
+    """The client and its attempt, as every attempt page starts with them."""
+    return _client(client_id), _request(client_id, request_id)
+
+
+def _run(step: Callable[..., Any], **arguments: Any) -> Any:
+    """Run a wizard step as the logged-in user, now, from this request's address."""
+    return step(get_store(), actor=g.user.username, at=_now(), ip=client_ip(), **arguments)
 
 
 def _page_context(client: clients.Client, auth_request: wizard.AuthRequest | None, method: str, **extra: Any):
@@ -124,15 +136,7 @@ def new_request(client_id: int, slug: str) -> Any:
     method = _method(slug)
     client = _client(client_id)
     try:
-        auth_request = wizard.issue_request(
-            get_store(),
-            client_id=client.id,
-            method=method,
-            ksef=_ksef(),
-            actor=g.user.username,
-            at=_now(),
-            ip=client_ip(),
-        )
+        auth_request = _run(wizard.issue_request, client_id=client.id, method=method, ksef=_ksef())
     except PortalError as exc:
         return render_page(
             "wizard/method.html",
@@ -146,8 +150,7 @@ def new_request(client_id: int, slug: str) -> Any:
 @login_required
 def attempt(client_id: int, request_id: int) -> Any:
     """One attempt: download, instructions, upload, confirmation and progress, as far as it got."""
-    client = _client(client_id)
-    auth_request = _request(client_id, request_id)
+    client, auth_request = _attempt(client_id, request_id)
     return render_page("wizard/method.html", **_page_context(client, auth_request, auth_request.method))
 
 
@@ -166,8 +169,7 @@ def download(client_id: int, request_id: int) -> Any:
 @login_required
 def validity(client_id: int, request_id: int) -> Any:
     """How long the file stays valid (polled; 286 once it has expired, which stops the polling)."""
-    client = _client(client_id)
-    auth_request = _request(client_id, request_id)
+    client, auth_request = _attempt(client_id, request_id)
     context = _page_context(client, auth_request, auth_request.method)
     status = STOP_POLLING if auth_request.expired(context["now"]) or auth_request.status != "issued" else 200
     return render_page("wizard/_validity.html", status, **context)
@@ -177,8 +179,7 @@ def validity(client_id: int, request_id: int) -> Any:
 @login_required
 def upload(client_id: int, request_id: int) -> Any:
     """Check the uploaded signed file at once and show who signed it; nothing is sent to KSeF yet."""
-    client = _client(client_id)
-    auth_request = _request(client_id, request_id)
+    client, auth_request = _attempt(client_id, request_id)
     uploaded = request.files.get("signed")
     data = uploaded.read(xades.MAX_BYTES + 1) if uploaded else b""
     error = None
@@ -187,15 +188,7 @@ def upload(client_id: int, request_id: int) -> Any:
         error = _("Choose the signed file first.")
     else:
         try:
-            result = wizard.check_upload(
-                get_store(),
-                request_id=auth_request.id,
-                client_id=client_id,
-                data=data,
-                actor=g.user.username,
-                at=_now(),
-                ip=client_ip(),
-            )
+            result = _run(wizard.check_upload, request_id=auth_request.id, client_id=client_id, data=data)
         except PortalError as exc:
             error = message(exc)
     auth_request = _request(client_id, request_id)
@@ -209,19 +202,10 @@ def upload(client_id: int, request_id: int) -> Any:
 @login_required
 def submit(client_id: int, request_id: int) -> Any:
     """Send the checked file to KSeF (the original bytes) and start following the status."""
-    client = _client(client_id)
-    auth_request = _request(client_id, request_id)
+    client, auth_request = _attempt(client_id, request_id)
     error = None
     try:
-        wizard.submit(
-            get_store(),
-            request_id=auth_request.id,
-            client_id=client_id,
-            ksef=_ksef(),
-            actor=g.user.username,
-            at=_now(),
-            ip=client_ip(),
-        )
+        _run(wizard.submit, request_id=auth_request.id, client_id=client_id, ksef=_ksef())
     except PortalError as exc:
         error = message(exc)
     auth_request = _request(client_id, request_id)
@@ -237,19 +221,10 @@ def submit(client_id: int, request_id: int) -> Any:
 @login_required
 def progress(client_id: int, request_id: int) -> Any:
     """One step of following KSeF (polled every second until the attempt is finished)."""
-    client = _client(client_id)
-    auth_request = _request(client_id, request_id)
+    client, auth_request = _attempt(client_id, request_id)
     notice = None
     if not auth_request.final and auth_request.status not in ("issued", "checked"):
-        result = wizard.advance(
-            get_store(),
-            request_id=auth_request.id,
-            client_id=client_id,
-            ksef=_ksef(),
-            actor=g.user.username,
-            at=_now(),
-            ip=client_ip(),
-        )
+        result = _run(wizard.advance, request_id=auth_request.id, client_id=client_id, ksef=_ksef())
         auth_request = result.request
         notice = message(result.notice) if result.notice else None
     context = _page_context(

@@ -401,6 +401,63 @@ def _update(db: Database, request_id: int, at: datetime, **values: Any) -> None:
     db["auth_requests"].update(request_id, values)
 
 
+def _failed(request: AuthRequest, exc: KsefError) -> dict[str, Any]:
+    """The request's columns once KSeF refused a call: ``failed``, KSeF's code and words, the reason."""
+    return {
+        "status": "failed",
+        "status_code": exc.codes[0] if exc.codes else None,
+        "status_description": "; ".join((*exc.descriptions, *exc.details)),
+        "followup": _with_error(request, exc),
+    }
+
+
+def _log_step(
+    db: Database,
+    request: AuthRequest,
+    *,
+    at: datetime,
+    actor: str,
+    ip: str | None,
+    action: str,
+    audit_details: dict[str, Any],
+    changes: dict[str, Any] | None = None,
+    operation: str | None = None,
+    ok: bool = True,
+    reference: str | None = None,
+    error: KsefError | None = None,
+    ksef_code: int | None = None,
+    description: str = "",
+    details: dict[str, Any] | None = None,
+) -> AuthRequest:
+    """Record one step: the request's ``changes``, the KSeF ``operation`` (if any), an audit entry; re-read it."""
+    if changes:
+        _update(db, request.id, at, **changes)
+    if operation is not None:
+        _operation(
+            db,
+            client_id=request.client_id,
+            at=at,
+            operation=operation,
+            ok=ok,
+            reference=reference,
+            error=error,
+            ksef_code=ksef_code,
+            description=description,
+            details=details,
+        )
+    audit.record(
+        db,
+        actor=actor,
+        action=action,
+        object_type="client",
+        object_id=request.client_id,
+        details=audit_details,
+        ip=ip,
+        at=at,
+    )
+    return get_request(db, request.id)
+
+
 # --- step 1: the file to sign ----------------------------------------------------------------------------------
 
 
@@ -449,25 +506,17 @@ def issue_request(
             )
             .last_pk
         )
-        _operation(
+        return _log_step(
             db,
-            client_id=client_id,
+            get_request(db, request_id),
             at=at,
+            actor=actor,
+            ip=ip,
+            action="ksef.auth.challenge",
+            audit_details={"request_id": request_id, "method": method, "challenge": challenge.challenge},
             operation="auth.challenge",
-            ok=True,
             details={"challenge": challenge.challenge},
         )
-        audit.record(
-            db,
-            actor=actor,
-            action="ksef.auth.challenge",
-            object_type="client",
-            object_id=client_id,
-            details={"request_id": request_id, "method": method, "challenge": challenge.challenge},
-            ip=ip,
-            at=at,
-        )
-        return get_request(db, request_id)
 
 
 # --- step 2: the uploaded signed file --------------------------------------------------------------------------
@@ -577,68 +626,45 @@ def submit(
     except KsefError as exc:
         retryable = exc.http_status is None or exc.http_status >= 500 or exc.http_status == 429
         with store.write() as db:
-            _operation(
-                db, client_id=request.client_id, at=at, operation="auth.xades_signature", ok=False, error=exc
-            )
-            if retryable:
-                _update(db, request_id, at, status="checked")
-            else:
-                _update(
-                    db,
-                    request_id,
-                    at,
-                    status="failed",
-                    status_code=exc.codes[0] if exc.codes else None,
-                    status_description="; ".join((*exc.descriptions, *exc.details)),
-                    followup=_with_error(request, exc),
-                )
-            audit.record(
+            _log_step(
                 db,
+                request,
+                at=at,
                 actor=actor,
+                ip=ip,
                 action="ksef.auth.submit",
-                object_type="client",
-                object_id=request.client_id,
-                details={
+                audit_details={
                     "request_id": request_id,
                     "ok": False,
                     "http_status": exc.http_status,
                     "codes": list(exc.codes),
                 },
-                ip=ip,
-                at=at,
+                changes={"status": "checked"} if retryable else _failed(request, exc),
+                operation="auth.xades_signature",
+                ok=False,
+                error=exc,
             )
         raise
     with store.write() as db:
-        _update(
+        return _log_step(
             db,
-            request_id,
-            at,
-            status="submitted",
-            reference_number=init.reference_number,
-            authentication_token=init.authentication_token.token,
-            authentication_token_valid_until=iso(init.authentication_token.valid_until),
-            status_code=100,
-            status_description=None,
-        )
-        _operation(
-            db,
-            client_id=request.client_id,
+            request,
             at=at,
+            actor=actor,
+            ip=ip,
+            action="ksef.auth.submit",
+            audit_details={"request_id": request_id, "ok": True, "reference": init.reference_number},
+            changes={
+                "status": "submitted",
+                "reference_number": init.reference_number,
+                "authentication_token": init.authentication_token.token,
+                "authentication_token_valid_until": iso(init.authentication_token.valid_until),
+                "status_code": 100,
+                "status_description": None,
+            },
             operation="auth.xades_signature",
-            ok=True,
             reference=init.reference_number,
         )
-        audit.record(
-            db,
-            actor=actor,
-            action="ksef.auth.submit",
-            object_type="client",
-            object_id=request.client_id,
-            details={"request_id": request_id, "ok": True, "reference": init.reference_number},
-            ip=ip,
-            at=at,
-        )
-        return get_request(db, request_id)
 
 
 # --- step 4: follow KSeF until the method is done ---------------------------------------------------------------
@@ -695,53 +721,36 @@ def advance(
             request = _poll_enrollments(store, request, ksef=ksef, actor=actor, at=at, ip=ip)
     except WizardError as exc:  # a step that cannot run (e.g. no office NIP, no tokens): stop with the reason
         with store.write() as db:
-            _update(db, request.id, at, status="failed", followup=_with_error(request, exc))
-            audit.record(
+            request = _log_step(
                 db,
-                actor=actor,
-                action="ksef.auth.failed",
-                object_type="client",
-                object_id=request.client_id,
-                details={"request_id": request.id, "code": exc.code},
-                ip=ip,
+                request,
                 at=at,
+                actor=actor,
+                ip=ip,
+                action="ksef.auth.failed",
+                audit_details={"request_id": request.id, "code": exc.code},
+                changes={"status": "failed", "followup": _with_error(request, exc)},
             )
-            request = get_request(db, request.id)
         return Progress(request, request.explanation())
     except KsefError as exc:
         if exc.http_status is not None and 400 <= exc.http_status < 500 and exc.http_status != 429:
-            with store.write() as db:
-                _operation(
+            with store.write() as db:  # KSeF refused: the request ends here
+                request = _log_step(
                     db,
-                    client_id=request.client_id,
+                    request,
                     at=at,
+                    actor=actor,
+                    ip=ip,
+                    action="ksef.auth.failed",
+                    audit_details={"request_id": request.id, "http_status": exc.http_status},
+                    changes=_failed(request, exc),
                     operation=f"wizard.{request.status}",
                     ok=False,
                     reference=request.reference_number,
                     error=exc,
                 )
-                _update(
-                    db,
-                    request.id,
-                    at,
-                    status="failed",
-                    status_code=exc.codes[0] if exc.codes else None,
-                    status_description="; ".join((*exc.descriptions, *exc.details)),
-                    followup=_with_error(request, exc),
-                )
-                audit.record(
-                    db,
-                    actor=actor,
-                    action="ksef.auth.failed",
-                    object_type="client",
-                    object_id=request.client_id,
-                    details={"request_id": request.id, "http_status": exc.http_status},
-                    ip=ip,
-                    at=at,
-                )
-                request = get_request(db, request.id)
-            return Progress(request, request.explanation(), notice=exc)
-        return Progress(request, request.explanation(), notice=exc)  # temporary: the next poll retries
+        # a refusal ended the request above; anything else is temporary and the next poll retries
+        return Progress(request, request.explanation(), notice=exc)
     return Progress(request, request.explanation())
 
 
@@ -758,18 +767,19 @@ def _poll_auth(
     explanation = explain_auth_status(code, status.status.description, status.status.details)
     if code != 200:
         with store.write() as db:
-            _update(
+            return _log_step(
                 db,
-                request.id,
-                at,
-                status="failed",
-                status_code=code,
-                status_description="; ".join(status.status.details) or status.status.description,
-            )
-            _operation(
-                db,
-                client_id=request.client_id,
+                request,
                 at=at,
+                actor=actor,
+                ip=ip,
+                action="ksef.auth.failed",
+                audit_details={"request_id": request.id, "code": code},
+                changes={
+                    "status": "failed",
+                    "status_code": code,
+                    "status_description": "; ".join(status.status.details) or status.status.description,
+                },
                 operation="auth.status",
                 ok=False,
                 reference=request.reference_number,
@@ -777,17 +787,6 @@ def _poll_auth(
                 description=status.status.description,
                 details={"details": list(status.status.details)},
             )
-            audit.record(
-                db,
-                actor=actor,
-                action="ksef.auth.failed",
-                object_type="client",
-                object_id=request.client_id,
-                details={"request_id": request.id, "code": code},
-                ip=ip,
-                at=at,
-            )
-            return get_request(db, request.id)
     tokens = ksef.redeem(request.authentication_token)
     with store.connect() as db:
         client = clients.get_client(db, request.client_id)
@@ -809,41 +808,30 @@ def _poll_auth(
                 "created_at": iso(at),
             }
         )
-        _update(
+        return _log_step(
             db,
-            request.id,
-            at,
-            status="authenticated",
-            status_code=200,
-            status_description=explanation.ksef_description,
-            authentication_token=None,
-        )
-        _operation(
-            db,
-            client_id=request.client_id,
+            request,
             at=at,
-            operation="auth.redeem",
-            ok=True,
-            reference=request.reference_number,
-            ksef_code=200,
-            details={"method": status.authentication_method, "method_code": status.method_info.code},
-        )
-        audit.record(
-            db,
             actor=actor,
+            ip=ip,
             action="ksef.auth.success",
-            object_type="client",
-            object_id=request.client_id,
-            details={
+            audit_details={
                 "request_id": request.id,
                 "reference": request.reference_number,
                 "authentication_method": status.authentication_method,
                 "signer": request.signer,
             },
-            ip=ip,
-            at=at,
+            changes={
+                "status": "authenticated",
+                "status_code": 200,
+                "status_description": explanation.ksef_description,
+                "authentication_token": None,
+            },
+            operation="auth.redeem",
+            reference=request.reference_number,
+            ksef_code=200,
+            details={"method": status.authentication_method, "method_code": status.method_info.code},
         )
-        return get_request(db, request.id)
 
 
 def _client_with_tokens(store: Store, request: AuthRequest, ksef: KsefClient) -> KsefClient:
@@ -880,43 +868,32 @@ def _start_followup(
             permissions=("InvoiceRead", "InvoiceWrite"),
         )
         with store.write() as db:
-            _update(
+            return _log_step(
                 db,
-                request.id,
-                at,
-                status="granting",
-                status_code=100,
-                status_description=None,
-                followup={
-                    "stage": "operation",
-                    "grant_reference": accepted.reference_number,
-                    "office_nip": profile.nip,
-                },
-            )
-            _operation(
-                db,
-                client_id=request.client_id,
+                request,
                 at=at,
-                operation="permissions.grant_entity",
-                ok=True,
-                reference=accepted.reference_number,
-                details={"office_nip": profile.nip, "permissions": ["InvoiceRead", "InvoiceWrite"]},
-            )
-            audit.record(
-                db,
                 actor=actor,
+                ip=ip,
                 action="ksef.permissions.grant",
-                object_type="client",
-                object_id=request.client_id,
-                details={
+                audit_details={
                     "request_id": request.id,
                     "office_nip": profile.nip,
                     "reference": accepted.reference_number,
                 },
-                ip=ip,
-                at=at,
+                changes={
+                    "status": "granting",
+                    "status_code": 100,
+                    "status_description": None,
+                    "followup": {
+                        "stage": "operation",
+                        "grant_reference": accepted.reference_number,
+                        "office_nip": profile.nip,
+                    },
+                },
+                operation="permissions.grant_entity",
+                reference=accepted.reference_number,
+                details={"office_nip": profile.nip, "permissions": ["InvoiceRead", "InvoiceWrite"]},
             )
-            return get_request(db, request.id)
     return _start_enrollments(store, request, ksef=ksef, client_nip=client.nip, actor=actor, at=at, ip=ip)
 
 
@@ -935,37 +912,27 @@ def _poll_grant(
         return request
     with store.write() as db:
         ok = status.code == 200
-        _update(
+        if ok:
+            clients.set_auth_method(db, request.client_id, "grant")
+        return _log_step(
             db,
-            request.id,
-            at,
-            status="done" if ok else "failed",
-            status_code=status.code,
-            status_description="; ".join((status.description, *status.details)),
-        )
-        _operation(
-            db,
-            client_id=request.client_id,
+            request,
             at=at,
+            actor=actor,
+            ip=ip,
+            action="ksef.permissions.granted" if ok else "ksef.permissions.failed",
+            audit_details={"request_id": request.id, "code": status.code},
+            changes={
+                "status": "done" if ok else "failed",
+                "status_code": status.code,
+                "status_description": "; ".join((status.description, *status.details)),
+            },
             operation="permissions.operation_status",
             ok=ok,
             reference=reference,
             ksef_code=status.code,
             description=status.description,
         )
-        if ok:
-            clients.set_auth_method(db, request.client_id, "grant")
-        audit.record(
-            db,
-            actor=actor,
-            action="ksef.permissions.granted" if ok else "ksef.permissions.failed",
-            object_type="client",
-            object_id=request.client_id,
-            details={"request_id": request.id, "code": status.code},
-            ip=ip,
-            at=at,
-        )
-        return get_request(db, request.id)
 
 
 # --- method 2: certificates generated by the portal ----------------------------------------------------------
@@ -1036,21 +1003,19 @@ def _start_enrollments(
             )
             _update(db, request.id, at, followup={"stage": "operation", "enrollments": enrollments})
     with store.write() as db:
-        _update(db, request.id, at, status="enrolling", status_code=100, status_description=None)
-        audit.record(
+        return _log_step(
             db,
+            request,
+            at=at,
             actor=actor,
+            ip=ip,
             action="ksef.certificates.enroll",
-            object_type="client",
-            object_id=request.client_id,
-            details={
+            audit_details={
                 "request_id": request.id,
                 "references": {t: e["reference"] for t, e in enrollments.items()},
             },
-            ip=ip,
-            at=at,
+            changes={"status": "enrolling", "status_code": 100, "status_description": None},
         )
-        return get_request(db, request.id)
 
 
 def _poll_enrollments(
@@ -1067,35 +1032,25 @@ def _poll_enrollments(
             continue
         if status.status.code != 200 or not status.certificate_serial_number:
             with store.write() as db:
-                _update(
+                return _log_step(
                     db,
-                    request.id,
-                    at,
-                    status="failed",
-                    status_code=status.status.code,
-                    status_description="; ".join((status.status.description, *status.status.details)),
-                )
-                _operation(
-                    db,
-                    client_id=request.client_id,
+                    request,
                     at=at,
+                    actor=actor,
+                    ip=ip,
+                    action="ksef.certificates.failed",
+                    audit_details={"request_id": request.id, "type": ksef_type, "code": status.status.code},
+                    changes={
+                        "status": "failed",
+                        "status_code": status.status.code,
+                        "status_description": "; ".join((status.status.description, *status.status.details)),
+                    },
                     operation="certificates.enrollment_status",
                     ok=False,
                     reference=item["reference"],
                     ksef_code=status.status.code,
                     description=status.status.description,
                 )
-                audit.record(
-                    db,
-                    actor=actor,
-                    action="ksef.certificates.failed",
-                    object_type="client",
-                    object_id=request.client_id,
-                    details={"request_id": request.id, "type": ksef_type, "code": status.status.code},
-                    ip=ip,
-                    at=at,
-                )
-                return get_request(db, request.id)
         item["serial"] = status.certificate_serial_number
         changed = True
     if not all(item["serial"] for item in enrollments.values()):
@@ -1127,30 +1082,20 @@ def _poll_enrollments(
             "stage": "operation",
             "enrollments": {t: {k: v for k, v in e.items() if k != "key"} for t, e in enrollments.items()},
         }  # keys now in credentials
-        _update(
-            db, request.id, at, status="done", status_code=200, status_description=None, followup=followup
-        )
-        _operation(
+        return _log_step(
             db,
-            client_id=request.client_id,
+            request,
             at=at,
-            operation="certificates.retrieve",
-            ok=True,
-            details={"serials": [e["serial"] for e in enrollments.values()]},
-        )
-        audit.record(
-            db,
             actor=actor,
+            ip=ip,
             action="credentials.generate",
-            object_type="client",
-            object_id=request.client_id,
-            details={
+            audit_details={
                 "request_id": request.id,
                 "credential_ids": stored,
                 "superseded": superseded,
                 "serials": {t: e["serial"] for t, e in enrollments.items()},
             },
-            ip=ip,
-            at=at,
+            changes={"status": "done", "status_code": 200, "status_description": None, "followup": followup},
+            operation="certificates.retrieve",
+            details={"serials": [e["serial"] for e in enrollments.values()]},
         )
-        return get_request(db, request.id)
