@@ -53,10 +53,12 @@ def _now():
 
 
 def _client(client_id: int) -> clients.Client:
+    """The client company ``client_id`` (404 page when there is none)."""
     return clients.get_client(get_db(), client_id)
 
 
 def _method(slug: str) -> str:
+    """The wizard method of a URL slug (404 page for an unknown slug)."""
     if slug not in METHOD_SLUGS:
         abort(404)
     return METHOD_SLUGS[slug]
@@ -93,6 +95,7 @@ def _run(step: Callable[..., Any], **arguments: Any) -> Any:
 
 
 def _page_context(client: clients.Client, auth_request: wizard.AuthRequest | None, method: str, **extra: Any):
+    """The template context of the method page and its partials (times shown on the Warsaw clock)."""
     now = _now()
     seconds_left = auth_request.seconds_left(now) if auth_request else 0
     return {
@@ -240,6 +243,7 @@ def progress(client_id: int, request_id: int) -> Any:
 
 
 def _token_summary(client_id: int) -> dict[str, Any] | None:
+    """The validity of the client's active KSeF tokens, for the success page (``None`` without tokens)."""
     row = (
         get_db()
         .execute(

@@ -23,6 +23,7 @@ from klucznik.errors import ValidationError
 
 
 def _nip(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """The ``--nip`` option normalised to 10 digits, or a usage error in both languages."""
     try:
         return nip_module.normalize(value)
     except ValidationError as exc:
@@ -30,6 +31,7 @@ def _nip(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 
 def _challenge(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """The ``--challenge`` option when it has KSeF's challenge format, or a usage error."""
     if not xades.CHALLENGE_RE.fullmatch(value):
         raise click.BadParameter("expected a KSeF challenge like 20250604-CR-461EA5B000-537A6BA15D-D7")
     return value

@@ -269,6 +269,7 @@ _COLUMNS = (
 
 
 def _row_to_request(row: tuple) -> AuthRequest:
+    """One ``auth_requests`` row (in ``_COLUMNS`` order) as an :class:`AuthRequest`."""
     (
         id_,
         client_id,
@@ -365,6 +366,7 @@ def _operation(
     description: str = "",
     details: dict[str, Any] | None = None,
 ) -> None:
+    """One ``ksef_operations`` row: a KSeF call's outcome (a :class:`KsefError` fills the HTTP status and codes)."""
     db["ksef_operations"].insert(
         {
             "client_id": client_id,
@@ -394,6 +396,7 @@ def _with_error(request: AuthRequest, exc: PortalError) -> dict[str, Any]:
 
 
 def _update(db: Database, request_id: int, at: datetime, **values: Any) -> None:
+    """Update the request's columns and ``updated_at`` (``signer`` / ``followup`` stored as JSON)."""
     values["updated_at"] = iso(at)
     for key in ("signer", "followup"):
         if key in values and not isinstance(values[key], str | None):
@@ -429,7 +432,10 @@ def _log_step(
     description: str = "",
     details: dict[str, Any] | None = None,
 ) -> AuthRequest:
-    """Record one step: the request's ``changes``, the KSeF ``operation`` (if any), an audit entry; re-read it."""
+    """Record one step: the request's ``changes``, the KSeF ``operation`` (if any), an audit entry; re-read it.
+
+    The audit entry's details always carry ``request_id``, so every entry of an attempt can be found.
+    """
     if changes:
         _update(db, request.id, at, **changes)
     if operation is not None:
@@ -451,7 +457,7 @@ def _log_step(
         action=action,
         object_type="client",
         object_id=request.client_id,
-        details=audit_details,
+        details={"request_id": request.id, **audit_details},
         ip=ip,
         at=at,
     )
@@ -513,7 +519,7 @@ def issue_request(
             actor=actor,
             ip=ip,
             action="ksef.auth.challenge",
-            audit_details={"request_id": request_id, "method": method, "challenge": challenge.challenge},
+            audit_details={"method": method, "challenge": challenge.challenge},
             operation="auth.challenge",
             details={"challenge": challenge.challenge},
         )
@@ -634,7 +640,6 @@ def submit(
                 ip=ip,
                 action="ksef.auth.submit",
                 audit_details={
-                    "request_id": request_id,
                     "ok": False,
                     "http_status": exc.http_status,
                     "codes": list(exc.codes),
@@ -653,7 +658,7 @@ def submit(
             actor=actor,
             ip=ip,
             action="ksef.auth.submit",
-            audit_details={"request_id": request_id, "ok": True, "reference": init.reference_number},
+            audit_details={"ok": True, "reference": init.reference_number},
             changes={
                 "status": "submitted",
                 "reference_number": init.reference_number,
@@ -728,7 +733,7 @@ def advance(
                 actor=actor,
                 ip=ip,
                 action="ksef.auth.failed",
-                audit_details={"request_id": request.id, "code": exc.code},
+                audit_details={"code": exc.code},
                 changes={"status": "failed", "followup": _with_error(request, exc)},
             )
         return Progress(request, request.explanation())
@@ -742,7 +747,7 @@ def advance(
                     actor=actor,
                     ip=ip,
                     action="ksef.auth.failed",
-                    audit_details={"request_id": request.id, "http_status": exc.http_status},
+                    audit_details={"http_status": exc.http_status},
                     changes=_failed(request, exc),
                     operation=f"wizard.{request.status}",
                     ok=False,
@@ -757,6 +762,7 @@ def advance(
 def _poll_auth(
     store: Store, request: AuthRequest, *, ksef: KsefClient, actor: str, at: datetime, ip: str | None
 ) -> AuthRequest:
+    """Ask KSeF once for the authentication status; on success redeem and store the tokens."""
     status = ksef.auth_status(request.reference_number, request.authentication_token)
     code = status.status.code
     if code == 100:
@@ -774,7 +780,7 @@ def _poll_auth(
                 actor=actor,
                 ip=ip,
                 action="ksef.auth.failed",
-                audit_details={"request_id": request.id, "code": code},
+                audit_details={"code": code},
                 changes={
                     "status": "failed",
                     "status_code": code,
@@ -816,7 +822,6 @@ def _poll_auth(
             ip=ip,
             action="ksef.auth.success",
             audit_details={
-                "request_id": request.id,
                 "reference": request.reference_number,
                 "authentication_method": status.authentication_method,
                 "signer": request.signer,
@@ -835,6 +840,7 @@ def _poll_auth(
 
 
 def _client_with_tokens(store: Store, request: AuthRequest, ksef: KsefClient) -> KsefClient:
+    """``ksef`` with the client's stored tokens; :class:`WizardError` when there are none."""
     with store.connect() as db:
         tokens = active_tokens(db, request.client_id)
     if tokens is None:
@@ -850,6 +856,7 @@ def _client_with_tokens(store: Store, request: AuthRequest, ksef: KsefClient) ->
 def _start_followup(
     store: Store, request: AuthRequest, *, ksef: KsefClient, actor: str, at: datetime, ip: str | None
 ) -> AuthRequest:
+    """After login: grant the office's NIP (method 1) or start the certificate enrollments (method 2)."""
     ksef = _client_with_tokens(store, request, ksef)
     with store.connect() as db:
         profile = office_module.get_office(db)
@@ -876,7 +883,6 @@ def _start_followup(
                 ip=ip,
                 action="ksef.permissions.grant",
                 audit_details={
-                    "request_id": request.id,
                     "office_nip": profile.nip,
                     "reference": accepted.reference_number,
                 },
@@ -898,6 +904,7 @@ def _start_followup(
 
 
 def _full_name(name: str, nip: str) -> str:
+    """The office's name as KSeF wants it for a grant (at least five characters)."""
     text = (name or f"Biuro rachunkowe {nip}").strip()
     return text if len(text) >= 5 else f"{text} ({nip})"
 
@@ -905,6 +912,7 @@ def _full_name(name: str, nip: str) -> str:
 def _poll_grant(
     store: Store, request: AuthRequest, *, ksef: KsefClient, actor: str, at: datetime, ip: str | None
 ) -> AuthRequest:
+    """Ask KSeF once for the grant operation's status and store a final answer."""
     ksef = _client_with_tokens(store, request, ksef)
     reference = request.followup["grant_reference"]
     status = ksef.operation_status(reference).status
@@ -921,7 +929,7 @@ def _poll_grant(
             actor=actor,
             ip=ip,
             action="ksef.permissions.granted" if ok else "ksef.permissions.failed",
-            audit_details={"request_id": request.id, "code": status.code},
+            audit_details={"code": status.code},
             changes={
                 "status": "done" if ok else "failed",
                 "status_code": status.code,
@@ -939,6 +947,7 @@ def _poll_grant(
 
 
 def _new_key() -> ec.EllipticCurvePrivateKey:
+    """A fresh EC P-256 private key for one KSeF certificate."""
     return ec.generate_private_key(ec.SECP256R1())
 
 
@@ -962,6 +971,7 @@ def _start_enrollments(
     at: datetime,
     ip: str | None,
 ) -> AuthRequest:
+    """Check the limits and request the Authentication and Offline certificates with new keys."""
     limits = ksef.limits()
     if not limits.can_request or min(limits.enrollment_remaining, limits.certificate_remaining) < len(
         CERTIFICATE_TYPES
@@ -1011,7 +1021,6 @@ def _start_enrollments(
             ip=ip,
             action="ksef.certificates.enroll",
             audit_details={
-                "request_id": request.id,
                 "references": {t: e["reference"] for t, e in enrollments.items()},
             },
             changes={"status": "enrolling", "status_code": 100, "status_description": None},
@@ -1021,6 +1030,7 @@ def _start_enrollments(
 def _poll_enrollments(
     store: Store, request: AuthRequest, *, ksef: KsefClient, actor: str, at: datetime, ip: str | None
 ) -> AuthRequest:
+    """Ask KSeF for each enrollment's status; once both are issued, store them as credentials."""
     ksef = _client_with_tokens(store, request, ksef)
     enrollments = request.followup["enrollments"]
     changed = False
@@ -1039,7 +1049,7 @@ def _poll_enrollments(
                     actor=actor,
                     ip=ip,
                     action="ksef.certificates.failed",
-                    audit_details={"request_id": request.id, "type": ksef_type, "code": status.status.code},
+                    audit_details={"type": ksef_type, "code": status.status.code},
                     changes={
                         "status": "failed",
                         "status_code": status.status.code,
@@ -1090,7 +1100,6 @@ def _poll_enrollments(
             ip=ip,
             action="credentials.generate",
             audit_details={
-                "request_id": request.id,
                 "credential_ids": stored,
                 "superseded": superseded,
                 "serials": {t: e["serial"] for t, e in enrollments.items()},
