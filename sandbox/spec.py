@@ -16,12 +16,9 @@ from openapi_core import Config
 from openapi_core import OpenAPI
 from openapi_core.validation.request.exceptions import SecurityValidationError
 
-#: A byte-identical copy of the official document ships with the sandbox, so it runs wherever the portal
-#: is installed; the team's reference copy is the fallback.
-SPEC_CANDIDATES = (
-    Path(__file__).resolve().parent / "open-api.json",
-    Path("/work/shared/ksef/official/open-api.json"),
-)
+#: A byte-identical copy of the official document (KSeF API 2.6) ships with the sandbox, so it runs
+#: wherever the portal is installed.
+SPEC_CANDIDATES = (Path(__file__).resolve().parent / "open-api.json",)
 
 
 @functools.cache
