@@ -17,6 +17,10 @@ from klucznik.storage import iso
 from klucznik.storage import utcnow
 
 AUTH_METHODS = ("grant", "portal_certs", "user_certs")
+_POLISH_ALPHABET = "aąbcćdeęfghijklłmnńoóprsśtuvwxyzźż"
+#: Letters of the Polish alphabet map, in order, into the Private Use Area above every ordinary character,
+#: so a plain (binary) comparison of the keys gives: spaces and punctuation < digits < a < ą < b … ź < ż.
+_POLISH_KEY = str.maketrans({ch: chr(0xE000 + i) for i, ch in enumerate(_POLISH_ALPHABET)})
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _COLUMNS = "id, nip, name, email, notes, auth_method, created_at, updated_at, archived_at"
 
@@ -100,6 +104,11 @@ def validate(*, nip: str, name: str, email: str = "", notes: str = "") -> Client
     return ClientInput(nip=nip, name=name, email=email, notes=notes)
 
 
+def sort_key(name: str) -> str:
+    """A text that sorts names in Polish alphabetical order, case-insensitively, with SQLite's binary order."""
+    return name.casefold().translate(_POLISH_KEY)
+
+
 def _search_text(values: ClientInput) -> str:
     return f"{values.name} {values.nip} {nip_rules.format_nip(values.nip)} {values.email}".casefold()
 
@@ -117,7 +126,8 @@ def create_client(db: Database, values: ClientInput, *, actor: str, ip: str | No
     try:
         client_id = db["clients"].insert({
             "nip": values.nip, "name": values.name, "email": values.email, "notes": values.notes,
-            "search_text": _search_text(values), "created_at": moment, "updated_at": moment}).last_pk
+            "search_text": _search_text(values), "sort_key": sort_key(values.name), "created_at": moment,
+            "updated_at": moment}).last_pk
     except IntegrityError:
         raise _duplicate(values.nip) from None
     audit.record(db, actor=actor, action="clients.create", object_type="client", object_id=client_id,
@@ -130,9 +140,10 @@ def update_client(db: Database, client_id: int, values: ClientInput, *, actor: s
     """Change a client's data (inside ``store.write()``)."""
     before = get_client(db, client_id)
     try:
-        db.execute("UPDATE clients SET nip = ?, name = ?, email = ?, notes = ?, search_text = ?, updated_at = ? "
-                   "WHERE id = ?", [values.nip, values.name, values.email, values.notes, _search_text(values),
-                                    iso(at or utcnow()), client_id])
+        db.execute("UPDATE clients SET nip = ?, name = ?, email = ?, notes = ?, search_text = ?, sort_key = ?, "
+                   "updated_at = ? WHERE id = ?", [values.nip, values.name, values.email, values.notes,
+                                                   _search_text(values), sort_key(values.name), iso(at or utcnow()),
+                                                   client_id])
     except IntegrityError:
         raise _duplicate(values.nip) from None
     changed = {k: getattr(values, k) for k in ("nip", "name", "email", "notes") if getattr(values, k) != getattr(before, k)}
@@ -178,6 +189,6 @@ def search(db: Database, query: str = "", *, archived: bool = False, page: int =
     clause = " AND ".join(where)
     total = db.execute(f"SELECT count(*) FROM clients WHERE {clause}", params).fetchone()[0]
     page = max(1, min(page, max(1, -(-total // per_page))))
-    rows = db.execute(f"SELECT {_COLUMNS} FROM clients WHERE {clause} ORDER BY name COLLATE PL, id "
+    rows = db.execute(f"SELECT {_COLUMNS} FROM clients WHERE {clause} ORDER BY sort_key, id "
                       "LIMIT ? OFFSET ?", [*params, per_page, (page - 1) * per_page]).fetchall()
     return ClientPage(clients=[Client(*row) for row in rows], total=total, page=page, per_page=per_page)

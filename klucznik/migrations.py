@@ -146,3 +146,14 @@ def m003_auth_request_progress(db: Database) -> None:
     db.execute("ALTER TABLE auth_requests ADD COLUMN authentication_token TEXT")
     db.execute("ALTER TABLE auth_requests ADD COLUMN authentication_token_valid_until TEXT")
     db.execute("ALTER TABLE auth_requests ADD COLUMN followup TEXT NOT NULL DEFAULT '{}'")
+
+
+@migrations()
+def m004_clients_polish_sort_key(db: Database) -> None:
+    """Clients list in Polish alphabetical order through an indexed key (see ``clients.sort_key``)."""
+    from klucznik.clients import sort_key
+
+    db.execute("ALTER TABLE clients ADD COLUMN sort_key TEXT NOT NULL DEFAULT ''")
+    for client_id, name in db.execute("SELECT id, name FROM clients").fetchall():
+        db.execute("UPDATE clients SET sort_key = ? WHERE id = ?", [sort_key(name), client_id])
+    db.execute("CREATE INDEX clients_active_sort ON clients (archived_at, sort_key)")

@@ -66,21 +66,6 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-_POLISH_ALPHABET = "aąbcćdeęfghijklłmnńoóprsśtuvwxyzźż"
-_POLISH_RANK = {ch: i for i, ch in enumerate(_POLISH_ALPHABET)}
-
-
-def polish_sort_key(text: str) -> tuple[tuple[int, int], ...]:
-    """Case-insensitive Polish alphabetical order: a < ą < b < c < ć … z < ź < ż; other characters by code."""
-    return tuple((0, _POLISH_RANK[ch]) if ch in _POLISH_RANK else (1, ord(ch)) for ch in text.casefold())
-
-
-def polish_collation(left: str, right: str) -> int:
-    """The ``PL`` collation registered on every connection (``ORDER BY name COLLATE PL``)."""
-    a, b = polish_sort_key(left), polish_sort_key(right)
-    return (a > b) - (a < b)
-
-
 def open_database(path: Path, dmk: bytes, *, readonly_checks: bool = False) -> Database:
     """Open ``path`` with the raw key ``dmk``; :class:`InstanceDamaged` if it does not open.
 
@@ -99,7 +84,6 @@ def open_database(path: Path, dmk: bytes, *, readonly_checks: bool = False) -> D
             conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA busy_timeout = 10000")
         conn.execute("PRAGMA foreign_keys = ON")
-        conn.create_collation("PL", polish_collation)
     except DatabaseError:
         conn.close()
         raise InstanceDamaged(

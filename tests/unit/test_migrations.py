@@ -1,0 +1,32 @@
+"""Explicit migrations on a real SQLCipher file: an older database is upgraded in place at unseal."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import sqlcipher3
+
+from klucznik import clients
+from klucznik.migrations import migrations
+from klucznik.storage import open_database
+
+
+def test_m004_backfills_the_polish_sort_key_of_existing_clients(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    key = secrets.token_bytes(32)
+    conn = sqlcipher3.connect(str(path))
+    conn.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
+    conn.close()
+    db = open_database(path, key)
+    try:
+        migrations.apply(db, stop_before="m004_clients_polish_sort_key")
+        for number, name in [("5261040828", "Żuraw"), ("1132191233", "Łąka"), ("5213017228", "Zet"),
+                             ("9542583988", "lato")]:
+            db["clients"].insert({"nip": number, "name": name, "created_at": "x", "updated_at": "x"})
+        assert [m.name for m in migrations.pending(db)] == ["m004_clients_polish_sort_key"]
+        migrations.apply(db)
+        assert migrations.pending(db) == []
+        assert [c.name for c in clients.search(db).clients] == ["lato", "Łąka", "Zet", "Żuraw"]
+    finally:
+        db.close()
