@@ -567,3 +567,7 @@ def test_a_signxml_xades_signature_passes_our_check(xades_kit):
     result = xades_kit.check(signed)
     assert result.ok, result.problems
     assert result.signer.nip == NIP
+
+
+def test_the_shipped_schema_is_the_official_file_unchanged():
+    assert xades.XSD_PATH.read_bytes() == (OFFICIAL / "schemat_auth_v2-1.xsd").read_bytes()
