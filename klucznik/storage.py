@@ -210,11 +210,8 @@ class Store:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.close()
             self._dmk = dmk
-            db = self.connect()
-            try:
+            with self.connect() as db:
                 migrations.apply(db)
-            finally:
-                db.close()
             moment = iso(at or utcnow())
             with self.write() as db:
                 db["users"].insert({"username": username, "role": "admin", "active": 1,
@@ -233,13 +230,10 @@ class Store:
                 return self.last_unseal or UnsealResult(generation=-1)
             result = self._recover(dmk)
             self._dmk = dmk
-            db = self.connect()
-            try:
+            with self.connect() as db:
                 if migrations.pending(db):
                     migrations.apply(db)
                     self._snapshot(db)
-            finally:
-                db.close()
             self.last_unseal = result
             return result
 
@@ -294,17 +288,10 @@ class Store:
     def _candidate(self, path: Path, dmk: bytes) -> int | None:
         """The generation of ``path`` if it opens with ``dmk`` and passes both checks, else None."""
         try:
-            db = open_database(path, dmk)
-        except InstanceDamaged:
+            with open_database(path, dmk) as db:
+                return generation(db) if integrity_report(db)["ok"] else None
+        except (InstanceDamaged, DatabaseError):
             return None
-        try:
-            if not integrity_report(db)["ok"]:
-                return None
-            return generation(db)
-        except DatabaseError:
-            return None
-        finally:
-            db.close()
 
     def _recover(self, dmk: bytes) -> UnsealResult:
         live = self._candidate(self.db_path, dmk) if self.db_path.exists() else None
@@ -371,19 +358,20 @@ class Store:
             if own:
                 db.close()
 
+    def _vacuum_copy(self, db: Database, target: Path) -> Database:
+        """``VACUUM INTO target``: a consistent encrypted copy of ``db``, made durable and opened for reading."""
+        db.execute("VACUUM INTO ?", [str(target)])
+        with open(target, "rb+") as fh:
+            os.fsync(fh.fileno())
+        return open_database(target, self._require_dmk(), readonly_checks=True)
+
     def _snapshot(self, db: Database) -> Path:
         """Write a complete, checked snapshot of ``db`` under its generation's name."""
         self.snapshot_path.mkdir(exist_ok=True)
         tmp = self.snapshot_path / f".tmp-{secrets.token_hex(6)}.db"
         try:
-            db.execute("VACUUM INTO ?", [str(tmp)])
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            snap = open_database(tmp, self._require_dmk(), readonly_checks=True)
-            try:
+            with self._vacuum_copy(db, tmp) as snap:
                 gen = generation(snap)
-            finally:
-                snap.close()
             final = self.snapshot_path / f"klucznik-{gen:012d}.db"
             if final.exists():
                 tmp.unlink()
@@ -398,17 +386,17 @@ class Store:
         return final
 
     def _prune(self) -> None:
+        """Remove snapshots beyond the newest ``keep_snapshots``, and leftovers of crashes, once old enough.
+
+        A crash during VACUUM INTO leaves ``.tmp-*.db`` (and its ``-journal``): a full copy of the database
+        that nothing would ever remove; a snapshot being written keeps a fresh mtime, so only old ones go.
+        Likewise a crash during ``write_atomic`` leaves ``.keyring.json.<hex>.tmp``: an old keyring that may
+        still hold a removed user's slot or a slot for a changed password.
+        """
         now = time.time()
-        for _gen, path in self.snapshots()[self.keep_snapshots:]:
-            with contextlib.suppress(OSError):
-                if now - path.stat().st_mtime > self.snapshot_min_age:
-                    path.unlink()
-        # A crash during VACUUM INTO leaves ``.tmp-*.db`` (and its ``-journal``): a full copy of the database
-        # that nothing would ever remove. A snapshot being written keeps a fresh mtime, so only old ones go.
-        # Likewise a crash during ``write_atomic`` leaves ``.keyring.json.<hex>.tmp``: an old keyring that may
-        # still hold a removed user's slot or a slot for a changed password.
-        stale = [*self.snapshot_path.glob(".tmp-*"), *self.path.glob(f".{KEYRING_NAME}.*.tmp")]
-        for path in stale:
+        old_snapshots = [path for _gen, path in self.snapshots()[self.keep_snapshots:]]
+        leftovers = [*self.snapshot_path.glob(".tmp-*"), *self.path.glob(f".{KEYRING_NAME}.*.tmp")]
+        for path in old_snapshots + leftovers:
             with contextlib.suppress(OSError):
                 if now - path.stat().st_mtime > self.snapshot_min_age:
                     path.unlink()
@@ -417,18 +405,12 @@ class Store:
 
     def check(self) -> dict[str, object]:
         """Integrity of the live database and of the newest snapshot."""
-        db = self.connect()
-        try:
+        with self.connect() as db:
             report = {"database": integrity_report(db), "generation": generation(db)}
-        finally:
-            db.close()
         snaps = self.snapshots()
         if snaps:
-            snap = open_database(snaps[0][1], self._require_dmk(), readonly_checks=True)
-            try:
+            with open_database(snaps[0][1], self._require_dmk(), readonly_checks=True) as snap:
                 report["snapshot"] = {"name": snaps[0][1].name, **integrity_report(snap)}
-            finally:
-                snap.close()
         report["ok"] = bool(report["database"]["ok"]) and bool(report.get("snapshot", {"ok": True})["ok"])
         return report
 
@@ -441,25 +423,16 @@ class Store:
         if dest.resolve() == self.path.resolve() or self.path.resolve() in dest.resolve().parents:
             raise ValidationError("Kopii nie można zapisać w folderze instance/.",
                                   "A backup cannot be written inside instance/.")
-        dmk = self._require_dmk()
+        self._require_dmk()
         dest.mkdir(parents=True, exist_ok=True)
+        tmp = dest / f".{DB_NAME}.tmp"
         with self._lock:
             ring_bytes = self.keyring_path.read_bytes()
-            db = self.connect()
-            try:
+            with self.connect() as db:
                 live_gen = generation(db)
-                tmp = dest / f".{DB_NAME}.tmp"
-                db.execute("VACUUM INTO ?", [str(tmp)])
-            finally:
-                db.close()
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        copy = open_database(tmp, dmk, readonly_checks=True)
-        try:
-            report = integrity_report(copy)
-            gen = generation(copy)
-        finally:
-            copy.close()
+                with self._vacuum_copy(db, tmp) as copy:
+                    report = integrity_report(copy)
+                    gen = generation(copy)
         if not report["ok"] or gen < live_gen:
             tmp.unlink()
             raise StorageError("Kopia zapasowa nie przeszła kontroli spójności; nic nie zapisano.",

@@ -58,14 +58,11 @@ def create_user(store: Store, *, username: str, role: str, password: str, actor:
     if role not in ROLES:
         raise ValidationError("Wybierz rolę: administrator albo pracownik.", "Choose a role: administrator or staff.",
                               field="role")
-    db = store.connect()
-    try:
+    with store.connect() as db:
         if list(db["users"].rows_where("username = ?", [username])) or store.keyring().has_user(username):
             raise ValidationError("Taki login już istnieje (także wśród usuniętych); wybierz inny.",
                                   "This username exists already (also among removed users); choose another.",
                                   field="username")
-    finally:
-        db.close()
     store.add_user_slot(username, password)
     try:
         with store.write() as db:
@@ -118,12 +115,9 @@ def reset_password(store: Store, *, username: str, recovery_code: str, new_passw
     username = validate_username(username)
     validate_password(new_password)
     store.unseal_with_recovery(recovery_code)
-    db = store.connect()
-    try:
+    with store.connect() as db:
         if get_user(db, username) is None:
             raise NotFound("Nie ma takiego użytkownika; sprawdź login.", "No such user; check the username.")
-    finally:
-        db.close()
     store.reset_password_with_recovery(username, recovery_code, new_password)
     with store.write() as db:
         db.execute("UPDATE users SET must_change_password = 0 WHERE username = ?", [username])
