@@ -30,6 +30,7 @@ from flask_babel import Babel
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_htmx import HTMX
+from flask_htmx.responses import HTMXResponseClientRedirect
 from flask_wtf.csrf import CSRFError
 from flask_wtf.csrf import CSRFProtect
 from sqlite_utils import Database
@@ -172,9 +173,7 @@ def htmx_partial_or_page(page: str, partial: str, **context: Any) -> Response:
 def redirect_to(url: str) -> Response:
     """A redirect that also works for htmx requests (``HX-Redirect`` instead of a swapped 302)."""
     if htmx:
-        response = current_app.make_response(("", 204))
-        response.headers["HX-Redirect"] = url
-        return response
+        return HTMXResponseClientRedirect(url)
     return redirect(url, 303)
 
 

@@ -19,6 +19,7 @@ from flask import g
 from flask import request
 from flask import url_for
 from flask_babel import gettext as _
+from flask_htmx.constants import HTMX_STOP_POLLING
 
 from blueprints.auth import login_required
 from blueprints.web import client_ip
@@ -43,8 +44,8 @@ METHOD_SLUGS = {"grant": "grant", "certificates": "portal_certs"}
 SLUG_OF = {v: k for k, v in METHOD_SLUGS.items()}
 #: Times are shown as the accountant's clock shows them.
 LOCAL_TIME = ZoneInfo("Europe/Warsaw")
-#: htmx stops polling when the answer has this status.
-STOP_POLLING = 286
+#: htmx stops polling when the answer has this status (286).
+STOP_POLLING = HTMX_STOP_POLLING
 
 
 def _now():
