@@ -20,6 +20,7 @@ from blueprints.web import message
 from blueprints.web import redirect_to
 from blueprints.web import render_page
 from klucznik import clients
+from klucznik import credentials
 
 bp = Blueprint("clients", __name__)
 
@@ -72,11 +73,8 @@ def view(client_id: int) -> Any:
     """One client: data, how KSeF access is authorised, credentials."""
     db = get_db()
     client = clients.get_client(db, client_id)
-    credentials = list(db.query(
-        "SELECT id, slot, origin, ksef_type, serial, subject, issuer, not_before, not_after, status, created_at, "
-        "created_by, superseded_at FROM credentials WHERE client_id = ? ORDER BY status = 'active' DESC, id DESC",
-        [client_id]))
-    return render_page("clients/view.html", client=client, credentials=credentials, form=EmptyForm())
+    return render_page("clients/view.html", client=client, credentials=credentials.summaries(db, client_id),
+                       form=EmptyForm())
 
 
 @bp.route("/clients/<int:client_id>/edit", methods=["GET", "POST"])

@@ -67,3 +67,14 @@ def add_credential(
         )
         .last_pk
     )
+
+
+#: What the client page shows of each credential (never the key or its password).
+SUMMARY_COLUMNS = ("id, slot, origin, ksef_type, serial, subject, issuer, not_before, not_after, status, created_at, "
+                   "created_by, superseded_at")
+
+
+def summaries(db: Database, client_id: int) -> list[dict]:
+    """The client's credentials without secrets: active ones first, then the history, newest first."""
+    return list(db.query(f"SELECT {SUMMARY_COLUMNS} FROM credentials WHERE client_id = ? "
+                         "ORDER BY status = 'active' DESC, id DESC", [client_id]))
