@@ -28,6 +28,7 @@ from werkzeug.wrappers import Request
 from werkzeug.wrappers import Response
 
 import sandbox
+from klucznik import office
 from klucznik import xades
 from klucznik.ksef_client import KsefClient
 from klucznik.ksef_client import RetryPolicy
@@ -319,3 +320,17 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     )
     for method, path, status in sorted(COVERAGE):
         write(f"  {method:6} {path}  {status}  x{COVERAGE[(method, path, status)]}")
+
+
+#: The office's NIP in the wizard tests (the NIP the clients grant permissions to).
+OFFICE_NIP = "5252955037"
+
+
+@pytest.fixture
+def sandbox_office(store, sandbox_server) -> office.OfficeProfile:
+    """The office's profile, pointed at the running sandbox."""
+    profile = office.OfficeProfile(name="Biuro Rachunkowe Test", nip=OFFICE_NIP, ksef_environment="sandbox",
+                                   sandbox_url=sandbox_server.url)
+    with store.write() as db:
+        office.save_office(db, profile, actor="admin")
+    return profile

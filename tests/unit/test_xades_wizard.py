@@ -19,25 +19,14 @@ from klucznik import xades
 from klucznik.ksef_client import KsefError
 from sandbox import ca
 from sandbox import signer
+from tests.sandbox_fixtures import OFFICE_NIP
 
-OFFICE_NIP = "5252955037"
 PESEL = "88102341294"
 
 
 @pytest.fixture
-def setup(store, client_company, sandbox_server):
+def setup(store, client_company, sandbox_server, sandbox_office):
     """An office configured for the sandbox, the client company, and a KSeF client with recorded sleeps."""
-    with store.write() as db:
-        office.save_office(
-            db,
-            office.OfficeProfile(
-                name="Biuro Rachunkowe Test",
-                nip=OFFICE_NIP,
-                ksef_environment="sandbox",
-                sandbox_url=sandbox_server.url,
-            ),
-            actor="admin",
-        )
     return store, client_company, sandbox_server
 
 

@@ -13,13 +13,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from bs4 import BeautifulSoup
 
-from klucznik import office
 from klucznik import wizard
 from klucznik.ksef_client import RetryPolicy
 from sandbox import ca
 from sandbox import signer
+from tests.sandbox_fixtures import OFFICE_NIP
 
-OFFICE_NIP = "5252955037"
 PESEL = "88102341294"
 
 
@@ -35,19 +34,8 @@ class Clock:
 
 
 @pytest.fixture
-def wiz(app, web, store, client_company, sandbox_server):
+def wiz(app, web, store, client_company, sandbox_server, sandbox_office):
     """The portal wired to the sandbox: office settings, a pinned clock and a KSeF client that never sleeps."""
-    with store.write() as db:
-        office.save_office(
-            db,
-            office.OfficeProfile(
-                name="Biuro Rachunkowe Test",
-                nip=OFFICE_NIP,
-                ksef_environment="sandbox",
-                sandbox_url=sandbox_server.url,
-            ),
-            actor="admin",
-        )
     clock = Clock(sandbox_server)
     app.config["WIZARD_CLOCK"] = clock
     app.config["KSEF_CLIENT_OPTIONS"] = {
