@@ -746,8 +746,12 @@ def _decrypt_key(
     except UnsupportedAlgorithm:
         return None, [_unsupported_encryption(slot)], notes
     except ValueError as exc:
-        if "password" not in str(exc).lower():
+        if _names_unsupported_encryption(exc):
             return None, [_unsupported_encryption(slot)], notes
+        # A wrong password usually fails the CBC padding check ("Incorrect password"), but about one wrong
+        # password in 200 decrypts to bytes whose padding happens to look valid; those fail later as a DER
+        # parse error. The key already loaded as "encrypted, password needed", so either way the password
+        # is what does not fit.
         return (
             None,
             [
@@ -764,6 +768,13 @@ def _decrypt_key(
             notes,
         )
     return KeyInfo(private_key=key, data=original, algorithm=_key_algorithm(key), encrypted=True), [], notes
+
+
+def _names_unsupported_encryption(exc: ValueError) -> bool:
+    """Whether ``cryptography`` refused the key's encryption scheme itself (not the password)."""
+    # cryptography's messages for a scheme it cannot decrypt; its generic "Could not deserialize key data"
+    # (which merely *mentions* unsupported algorithms) is what a wrong password can also produce.
+    return str(exc).lower().startswith(("unknown key encryption", "key encrypted with unknown cipher", "unsupported"))
 
 
 def _load_key_bytes(block: bytes, password: bytes | None, *, pem: bool) -> object:
