@@ -12,6 +12,13 @@ raw key. ``keyring.json`` next to the database holds only wrapped copies of it (
 * **the unattended slot** (optional): a key pair whose private key lives in a file *outside*
   ``instance/`` (``KLUCZNIK_UNSEAL_KEY_FILE``), for an unattended start.
 
+**Rotation** (SECURITY.md §1.3, "remove user → rotate the DMK"): removing a user seals a *new* DMK to
+every remaining slot (``pending_dmk`` and ``pending_epoch``), the database is rekeyed, then the new key
+becomes each slot's ``dmk`` and the old one its ``previous_dmk``. The previous key stays sealed to the
+remaining slots only, so snapshots and copies taken just before the rotation still open for them, and
+never for the removed user. :class:`Keys` is what a slot opens: the current key, the pending one while a
+rotation is under way (or was interrupted), and the previous one.
+
 A wrong password fails the GCM tag, so no password hash is stored. The file is replaced atomically
 (temporary file, fsync, rename, fsync of the folder), so a copy taken at any moment parses.
 """
@@ -24,6 +31,7 @@ import os
 import re
 import secrets
 import threading
+from collections.abc import Iterator
 from dataclasses import asdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,6 +177,19 @@ _DAMAGED = InstanceDamaged(
     "instance/keyring.json is damaged or not Klucznik's. Restore the whole instance/ folder from a backup.")
 
 
+@dataclass(frozen=True)
+class Keys:
+    """The database keys one slot opens: try ``pending`` and ``previous`` too when ``current`` fails."""
+
+    current: bytes
+    pending: bytes | None = None
+    previous: bytes | None = None
+
+    def candidates(self) -> list[bytes]:
+        """Every key, the likeliest first."""
+        return [key for key in (self.current, self.pending, self.previous) if key is not None]
+
+
 class Keyring:
     """The wrapped copies of the database key; see the module docstring."""
 
@@ -215,8 +236,39 @@ class Keyring:
     def has_user(self, username: str) -> bool:
         return username in self.data["users"]
 
-    def _aad(self, kind: str, name: str = "") -> bytes:
-        return f"klucznik|{kind}|{name}|epoch:{self.epoch}".encode()
+    @property
+    def rotation_pending(self) -> bool:
+        return "pending_epoch" in self.data
+
+    def _aad(self, kind: str, name: str = "", *, epoch: int | None = None, role: str = "") -> bytes:
+        epoch = self.epoch if epoch is None else epoch
+        return f"klucznik|{kind}|{name}|{role}epoch:{epoch}".encode()
+
+    def _slots(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        """``(kind, name, slot)`` of every slot: users, then recovery and unattended."""
+        for username, slot in self.data["users"].items():
+            yield "user", username, slot
+        for kind in ("recovery", "unattended"):
+            slot = self.data.get(kind)
+            if slot:
+                yield kind, "", slot
+
+    def _open_slot(self, kind: str, name: str, slot: dict[str, Any], private: X25519PrivateKey) -> Keys:
+        """Every key sealed in ``slot``; a tampered current copy is damage, a missing extra copy is not."""
+        try:
+            current = unseal(slot["dmk"], private, self._aad(kind, name))
+        except (InvalidTag, KeyError, ValueError, TypeError):
+            raise _DAMAGED from None
+        extra: dict[str, bytes | None] = {"pending": None, "previous": None}
+        for role, epoch in (("pending", self.data.get("pending_epoch")), ("previous", self.epoch - 1)):
+            sealed = slot.get(f"{role}_dmk")
+            if sealed is None or epoch is None:
+                continue
+            try:
+                extra[role] = unseal(sealed, private, self._aad(kind, name, epoch=int(epoch), role=f"{role}|"))
+            except (InvalidTag, KeyError, ValueError, TypeError):
+                raise _DAMAGED from None
+        return Keys(current, extra["pending"], extra["previous"])
 
     def add_user(self, username: str, password: str, dmk: bytes, kdf: KdfParams = DEFAULT_KDF) -> None:
         """Create (or replace) ``username``'s slot for ``password``."""
@@ -259,11 +311,12 @@ class Keyring:
 
     def unlock_user(self, username: str, password: str) -> bytes:
         """The DMK, if ``password`` is ``username``'s; else :class:`WrongCredentials`."""
+        return self.user_keys(username, password).current
+
+    def user_keys(self, username: str, password: str) -> Keys:
+        """Every key ``username``'s slot opens with ``password``."""
         private = self._user_private(username, password)
-        try:
-            return unseal(self.data["users"][username]["dmk"], private, self._aad("user", username))
-        except (InvalidTag, KeyError, ValueError):
-            raise _DAMAGED from None
+        return self._open_slot("user", username, self.data["users"][username], private)
 
     def change_password(self, username: str, old: str, new: str) -> None:
         """Re-wrap ``username``'s private key under ``new``; the DMK and other slots stay as they are."""
@@ -286,18 +339,25 @@ class Keyring:
 
     def unlock_recovery(self, code: str) -> bytes:
         """The DMK, if ``code`` is the recovery code."""
+        return self.recovery_keys(code).current
+
+    def recovery_keys(self, code: str) -> Keys:
+        """Every key the recovery slot opens with ``code``."""
         slot = self.data.get("recovery")
         if not slot:
             raise _DAMAGED
         private = _key_from_seed(_normalize_code(code), _unb64(slot["salt"]), b"klucznik recovery v1")
         try:
-            return unseal(slot["dmk"], private, self._aad("recovery"))
+            unseal(slot["dmk"], private, self._aad("recovery"))
         except InvalidTag:
             raise WrongCredentials(
                 "Ten kod odzyskiwania nie pasuje do tej instancji. Sprawdź wydruk (litery O i cyfry 0 "
                 "się nie zdarzają: kod używa tylko liter A–Z i cyfr 2–7).",
                 "This recovery code does not match this instance. Check your printout (the code uses "
                 "only the letters A–Z and the digits 2–7).") from None
+        except (KeyError, ValueError, TypeError):
+            raise _DAMAGED from None
+        return self._open_slot("recovery", "", slot, private)
 
     def set_unattended(self, machine_key: bytes, dmk: bytes) -> None:
         """Seal the DMK to the key held in the unattended-unseal key file."""
@@ -306,28 +366,51 @@ class Keyring:
                                    "dmk": seal(dmk, private.public_key(), self._aad("unattended"))}
 
     def unlock_unattended(self, machine_key: bytes) -> bytes:
+        return self.unattended_keys(machine_key).current
+
+    def unattended_keys(self, machine_key: bytes) -> Keys:
+        """Every key the unattended slot opens with the key file's ``machine_key``."""
         slot = self.data.get("unattended")
         if not slot:
             raise WrongCredentials("Ta instancja nie ma włączonego automatycznego odblokowania.",
                                    "This instance has no unattended unseal configured.")
         private = _key_from_seed(machine_key, b"", b"klucznik unattended v1")
         try:
-            return unseal(slot["dmk"], private, self._aad("unattended"))
+            unseal(slot["dmk"], private, self._aad("unattended"))
         except InvalidTag:
             raise WrongCredentials("Plik klucza odblokowania nie pasuje do tej instancji.",
                                    "The unseal key file does not match this instance.") from None
+        except (KeyError, ValueError, TypeError):
+            raise _DAMAGED from None
+        return self._open_slot("unattended", "", slot, private)
 
-    def reseal_all(self, new_dmk: bytes) -> None:
-        """Seal ``new_dmk`` to every slot's public key (for a key rotation) and advance the epoch."""
-        self.data["epoch"] = self.epoch + 1
-        for username, slot in self.data["users"].items():
+    # -- rotation ----------------------------------------------------------------------------------------
+
+    def begin_rotation(self, new_dmk: bytes, *, drop_user: str | None = None) -> None:
+        """Step 1: drop ``drop_user``'s slot and seal ``new_dmk`` to every remaining slot as pending."""
+        if drop_user is not None:
+            self.remove_user(drop_user)
+        pending_epoch = self.epoch + 1
+        self.data["pending_epoch"] = pending_epoch
+        for kind, name, slot in self._slots():
             public = X25519PublicKey.from_public_bytes(_unb64(slot["public_key"]))
-            slot["dmk"] = seal(new_dmk, public, self._aad("user", username))
-        for kind in ("recovery", "unattended"):
-            slot = self.data.get(kind)
-            if slot:
-                public = X25519PublicKey.from_public_bytes(_unb64(slot["public_key"]))
-                slot["dmk"] = seal(new_dmk, public, self._aad(kind))
+            slot["pending_dmk"] = seal(new_dmk, public, self._aad(kind, name, epoch=pending_epoch, role="pending|"))
+
+    def finish_rotation(self, old_dmk: bytes, new_dmk: bytes) -> None:
+        """Step 3, once the database opens with ``new_dmk``: it becomes current, ``old_dmk`` previous."""
+        epoch = int(self.data.pop("pending_epoch"))
+        for kind, name, slot in self._slots():
+            public = X25519PublicKey.from_public_bytes(_unb64(slot["public_key"]))
+            slot.pop("pending_dmk", None)
+            slot["dmk"] = seal(new_dmk, public, self._aad(kind, name, epoch=epoch))
+            slot["previous_dmk"] = seal(old_dmk, public, self._aad(kind, name, epoch=epoch - 1, role="previous|"))
+        self.data["epoch"] = epoch
+
+    def abandon_rotation(self) -> None:
+        """An interrupted rotation whose database kept the current key: forget the pending key."""
+        self.data.pop("pending_epoch", None)
+        for _kind, _name, slot in self._slots():
+            slot.pop("pending_dmk", None)
 
 
 def _kdf_args(stored: dict[str, Any]) -> dict[str, int]:

@@ -26,6 +26,7 @@ import secrets
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC
@@ -43,6 +44,7 @@ from klucznik.errors import WrongCredentials
 from klucznik.keyring import DEFAULT_KDF
 from klucznik.keyring import KdfParams
 from klucznik.keyring import Keyring
+from klucznik.keyring import Keys
 from klucznik.keyring import fsync_dir
 from klucznik.keyring import validate_password
 from klucznik.keyring import validate_username
@@ -64,6 +66,20 @@ def utcnow() -> datetime:
 def iso(moment: datetime) -> str:
     """The one text form of a moment stored in the database: UTC, seconds, ``Z``."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Connection(Database):
+    """A :class:`Database` the store hands out; it tells the store when it is closed (see ``rotate_key``)."""
+
+    on_close: Callable[[Connection], None] | None = None
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self.on_close is not None:
+                self.on_close(self)
+                self.on_close = None
 
 
 def open_database(path: Path, dmk: bytes, *, readonly_checks: bool = False) -> Database:
@@ -91,7 +107,7 @@ def open_database(path: Path, dmk: bytes, *, readonly_checks: bool = False) -> D
             "instance/ z kopii zapasowej.",
             "The database file is damaged or does not belong with keyring.json. Restore the whole "
             "instance/ folder from a backup.") from None
-    return Database(conn)
+    return Connection(conn)
 
 
 def integrity_report(db: Database) -> dict[str, object]:
@@ -136,6 +152,12 @@ class Store:
         self._lock = threading.RLock()
         self._write_lock = threading.Lock()
         self.last_unseal: UnsealResult | None = None
+        # Connections handed out by connect(), by the thread that opened them; a key rotation waits until
+        # only its own thread has any open (see _exclusive).
+        self._gate = threading.Condition()
+        self._open: dict[int, int] = {}
+        self._rotating_thread: int | None = None
+        self.rotation_wait = 30.0
 
     # -- paths and state -----------------------------------------------------------------------------
 
@@ -221,21 +243,57 @@ class Store:
             self.last_unseal = UnsealResult(generation=1)
             return code
 
-    def unseal(self, dmk: bytes) -> UnsealResult:
-        """Open the instance with ``dmk``; pick the newest valid copy (see the module docstring)."""
+    def unseal(self, keys: bytes | Keys) -> UnsealResult:
+        """Open the instance with ``keys``; pick the newest valid copy (see the module docstring).
+
+        ``keys`` is what a slot opened: besides the current key, the pending key of an interrupted rotation
+        and the previous key of the last one, so a copy of ``instance/`` taken at any moment of a rotation
+        opens. An interrupted rotation is settled here: finished if the database already has the new key,
+        abandoned if it still has the old one.
+        """
+        keys = Keys(keys) if isinstance(keys, bytes) else keys
         with self._lock:
             if self._dmk is not None:
-                if not hmac.compare_digest(self._dmk, dmk):
+                if not any(hmac.compare_digest(self._dmk, key) for key in keys.candidates()):
                     raise InstanceDamaged("Klucz nie pasuje do otwartej bazy.", "The key does not match the open database.")
                 return self.last_unseal or UnsealResult(generation=-1)
-            result = self._recover(dmk)
+            result, opened = self._recover(keys.candidates())
+            dmk, rekeyed = self._settle_rotation(keys, opened)
             self._dmk = dmk
             with self.connect() as db:
                 if migrations.pending(db):
                     migrations.apply(db)
                     self._snapshot(db)
+                elif rekeyed:
+                    # A snapshot under the key now in use (the newest ones may have the old key).
+                    with self._write_lock, self._transaction(db):
+                        pass
             self.last_unseal = result
             return result
+
+    def _settle_rotation(self, keys: Keys, opened: bytes) -> tuple[bytes, bool]:
+        """The key the database must have after an interrupted rotation, and whether it changed.
+
+        The keyring's pending key wins if the database already has it (the rotation is finished), else
+        the pending key is forgotten. Then, if the database opened only with a key other than the
+        keyring's current one (a copy whose files come from either side of a rotation), it is rekeyed to
+        the current one, so a removed user's old key never opens anything written from now on.
+        """
+        ring = self.keyring()
+        target = keys.current
+        if ring.rotation_pending and keys.pending is not None:
+            if hmac.compare_digest(opened, keys.pending):
+                ring.finish_rotation(keys.current, keys.pending)
+                target = keys.pending
+            else:
+                ring.abandon_rotation()
+            ring.save()
+        if hmac.compare_digest(opened, target):
+            return target, target is keys.pending
+        with open_database(self.db_path, opened) as db:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            db.execute(f"PRAGMA rekey = \"x'{target.hex()}'\"")
+        return target, True
 
     def seal(self) -> None:
         """Forget the key: every page leads to the login again."""
@@ -244,11 +302,10 @@ class Store:
 
     def login(self, username: str, password: str) -> None:
         """Check ``password`` against ``username``'s slot; the first login after a start unseals."""
-        dmk = self.keyring().unlock_user(username, password)
-        self.unseal(dmk)
+        self.unseal(self.keyring().user_keys(username, password))
 
     def unseal_with_recovery(self, code: str) -> None:
-        self.unseal(self.keyring().unlock_recovery(code))
+        self.unseal(self.keyring().recovery_keys(code))
 
     def unseal_with_key_file(self, key_file: Path) -> None:
         """Unattended unseal with the key file kept outside ``instance/``."""
@@ -257,7 +314,7 @@ class Store:
         except (OSError, ValueError, UnicodeDecodeError):
             raise WrongCredentials(f"Nie można odczytać pliku klucza odblokowania {key_file}.",
                                    f"Cannot read the unseal key file {key_file}.") from None
-        self.unseal(self.keyring().unlock_unattended(machine_key))
+        self.unseal(self.keyring().unattended_keys(machine_key))
 
     def create_unseal_key_file(self, key_file: Path) -> None:
         """Write a new unattended-unseal key to ``key_file`` (outside ``instance/``) and add its slot."""
@@ -293,14 +350,23 @@ class Store:
         except (InstanceDamaged, DatabaseError):
             return None
 
-    def _recover(self, dmk: bytes) -> UnsealResult:
-        live = self._candidate(self.db_path, dmk) if self.db_path.exists() else None
-        best: tuple[int, Path] | None = None
+    def _open_with(self, path: Path, keys: list[bytes]) -> tuple[int, bytes] | None:
+        """``(generation, key)`` for the first of ``keys`` that opens ``path`` as a valid copy."""
+        for key in keys:
+            gen = self._candidate(path, key)
+            if gen is not None:
+                return gen, key
+        return None
+
+    def _recover(self, keys: list[bytes]) -> tuple[UnsealResult, bytes]:
+        live = self._open_with(self.db_path, keys) if self.db_path.exists() else None
+        best: tuple[int, Path, bytes] | None = None
         for gen, snap in self.snapshots():
-            if live is not None and gen <= live:
+            if live is not None and gen <= live[0]:
                 break
-            if self._candidate(snap, dmk) is not None:
-                best = (gen, snap)
+            found = self._open_with(snap, keys)
+            if found is not None:
+                best = (gen, snap, found[1])
                 break
         if best is None:
             if live is None:
@@ -309,7 +375,7 @@ class Store:
                     "instance/snapshots/ nie jest poprawna. Przywróć folder instance/ z kopii zapasowej.",
                     "The database does not open with this key or is damaged, and no copy in "
                     "instance/snapshots/ is valid. Restore the instance/ folder from a backup.")
-            return UnsealResult(generation=live)
+            return UnsealResult(generation=live[0]), live[1]
         moved = None
         if self.db_path.exists() or Path(f"{self.db_path}-wal").exists():
             aside = self.path / f"damaged-{utcnow().strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(2)}"
@@ -325,13 +391,52 @@ class Store:
             os.fsync(fh.fileno())
         os.replace(tmp, self.db_path)
         fsync_dir(self.path)
-        return UnsealResult(generation=best[0], restored_from=best[1].name, moved_aside=moved)
+        return UnsealResult(generation=best[0], restored_from=best[1].name, moved_aside=moved), best[2]
 
     # -- connections and writes --------------------------------------------------------------------------
 
     def connect(self) -> Database:
         """A new connection (raw key, about 0.1 ms); the caller closes it."""
-        return open_database(self.db_path, self._require_dmk())
+        me = threading.get_ident()
+        with self._gate:
+            # While a rotation waits or runs, only threads that already hold a connection (which may open
+            # a second one) and the rotating thread go on; others wait, so the rotation cannot starve.
+            self._gate.wait_for(lambda: self._rotating_thread in (None, me) or me in self._open.values())
+            db = open_database(self.db_path, self._require_dmk())
+            assert isinstance(db, Connection)
+            self._open[id(db)] = me
+            db.on_close = self._closed
+        return db
+
+    def _closed(self, db: Connection) -> None:
+        with self._gate:
+            self._open.pop(id(db), None)
+            self._gate.notify_all()
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Wait until no other thread has a connection open, and let none open one until the block ends.
+
+        From the moment we start waiting, a thread without a connection waits in :meth:`connect`; a
+        thread that holds one may open more (a request that holds one connection may open a second), so
+        it can finish and close them: no thread ever waits for us while holding a connection we wait for.
+        """
+        me = threading.get_ident()
+        with self._gate:
+            self._gate.wait_for(lambda: self._rotating_thread is None)
+            self._rotating_thread = me
+            if not self._gate.wait_for(lambda: all(t == me for t in self._open.values()), self.rotation_wait):
+                self._rotating_thread = None
+                self._gate.notify_all()
+                raise StorageError(
+                    "Portal jest teraz zajęty innymi operacjami, więc nic nie zmieniono. Spróbuj za chwilę.",
+                    "The portal is busy with other work, so nothing was changed. Try again shortly.")
+        try:
+            yield
+        finally:
+            with self._gate:
+                self._rotating_thread = None
+                self._gate.notify_all()
 
     @contextlib.contextmanager
     def write(self, db: Database | None = None) -> Iterator[Database]:
@@ -343,20 +448,25 @@ class Store:
         own = db is None
         db = db or self.connect()
         try:
-            with self._write_lock:
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield db
-                    db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
-                    db.execute("COMMIT")
-                except BaseException:
-                    if db.conn.in_transaction:
-                        db.execute("ROLLBACK")
-                    raise
-                self._snapshot(db)
+            with self._write_lock, self._transaction(db):
+                yield db
         finally:
             if own:
                 db.close()
+
+    @contextlib.contextmanager
+    def _transaction(self, db: Database) -> Iterator[None]:
+        """The body of :meth:`write`, for a caller that holds ``_write_lock``."""
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.conn.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        self._snapshot(db)
 
     def _vacuum_copy(self, db: Database, target: Path) -> Database:
         """``VACUUM INTO target``: a consistent encrypted copy of ``db``, made durable and opened for reading."""
@@ -452,9 +562,50 @@ class Store:
         ring.save()
 
     def remove_user_slot(self, username: str) -> None:
+        """Delete ``username``'s slot without rotating (undoing a slot that never held data: a failed add)."""
         ring = self.keyring()
         ring.remove_user(username)
         ring.save()
+
+    def rotate_key(self, *, drop_user: str | None = None, check: Callable[[Database], None] | None = None,
+                   record: Callable[[Database], None] | None = None) -> int:
+        """Re-encrypt the database under a new key sealed to every slot but ``drop_user``'s.
+
+        SECURITY.md §1.3 ("remove user → rotate the DMK"): a removed user who kept their password and a
+        copy of the old ``keyring.json`` cannot open anything written from now on. ``check`` runs first,
+        with nothing changed yet (raise to refuse); then, crash-safe at every step: (1) ``keyring.json``
+        loses ``drop_user``'s slot and gets the new key as *pending* next to the current one, (2) ``PRAGMA
+        rekey`` (SQLCipher rewrites every page in one transaction: the file opens with the old or the new
+        key, never neither), (3) a write under the new key runs ``record`` (the change and its audit
+        entry), bumps the generation and leaves a snapshot, (4) the pending key becomes current and the
+        old one *previous*. An unseal after a crash tries every key and settles (see :meth:`unseal`).
+        Other threads' connections must close first and writes wait; returns the new generation.
+        """
+        with self._lock, self._exclusive(), self._write_lock:
+            old = self._require_dmk()
+            if check is not None:
+                with open_database(self.db_path, old) as db:
+                    check(db)
+            new = secrets.token_bytes(32)
+            ring = self.keyring()
+            if ring.rotation_pending:
+                ring.abandon_rotation()
+            ring.begin_rotation(new, drop_user=drop_user)
+            ring.save()
+            with open_database(self.db_path, old) as db:
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                db.execute(f"PRAGMA rekey = \"x'{new.hex()}'\"")
+            self._dmk = new
+            try:
+                with open_database(self.db_path, new) as db:
+                    with self._transaction(db):
+                        if record is not None:
+                            record(db)
+                    return generation(db)
+            finally:
+                # The file has the new key now, whatever ``record`` did.
+                ring.finish_rotation(old, new)
+                ring.save()
 
     def change_password(self, username: str, old: str, new: str) -> None:
         validate_password(new)
@@ -465,8 +616,7 @@ class Store:
     def reset_password_with_recovery(self, username: str, code: str, new_password: str) -> None:
         """A forgotten password: the recovery code proves the right to give ``username`` a new slot."""
         validate_password(new_password)
+        self.unseal(self.keyring().recovery_keys(code))
         ring = self.keyring()
-        dmk = ring.unlock_recovery(code)
-        self.unseal(dmk)
-        ring.add_user(username, new_password, dmk, self.kdf)
+        ring.add_user(username, new_password, self._require_dmk(), self.kdf)
         ring.save()

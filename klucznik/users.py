@@ -80,8 +80,14 @@ def create_user(store: Store, *, username: str, role: str, password: str, actor:
 
 def remove_user(store: Store, *, username: str, actor: str, ip: str | None = None,
                 at: datetime | None = None) -> None:
-    """Deactivate ``username`` and delete their key slot (the last administrator cannot be removed)."""
-    with store.write() as db:
+    """Deactivate ``username``, delete their key slot and rotate the database key.
+
+    The rotation (:meth:`Store.rotate_key`) means a removed user who kept their password and an old copy
+    of ``instance/`` can open that old copy at most, never anything written after the removal. The
+    last administrator and one's own account cannot be removed.
+    """
+
+    def check(db: Database) -> None:
         user = get_user(db, username)
         if user is None:
             raise NotFound("Nie ma takiego użytkownika.", "No such user.")
@@ -91,9 +97,14 @@ def remove_user(store: Store, *, username: str, actor: str, ip: str | None = Non
         if user.is_admin and admins <= 1:
             raise ValidationError("To ostatni administrator; najpierw dodaj innego.",
                                   "This is the last administrator; add another one first.")
-        db.execute("UPDATE users SET active = 0, removed_at = ? WHERE id = ?", [iso(at or utcnow()), user.id])
-        audit.record(db, actor=actor, action="users.remove", object_type="user", object_id=username, ip=ip, at=at)
-    store.remove_user_slot(username)
+
+    def record(db: Database) -> None:
+        db.execute("UPDATE users SET active = 0, removed_at = ? WHERE username = ? AND active = 1",
+                   [iso(at or utcnow()), username])
+        audit.record(db, actor=actor, action="users.remove", object_type="user", object_id=username,
+                     details={"database_key": "rotated"}, ip=ip, at=at)
+
+    store.rotate_key(drop_user=username, check=check, record=record)
 
 
 def change_password(store: Store, *, username: str, old: str, new: str, ip: str | None = None,

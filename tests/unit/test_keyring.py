@@ -1,4 +1,4 @@
-"""The keyring: user slots, the recovery slot, the unattended slot, re-sealing and damaged files.
+"""The keyring: user slots, the recovery slot, the unattended slot, rotation and damaged files.
 
 Real Argon2id (cheap parameters), real X25519/AES-GCM; nothing is mocked. The "unknown user costs a
 KDF" test wraps the real derivation to count calls, it does not replace it.
@@ -18,6 +18,7 @@ from klucznik.errors import ValidationError
 from klucznik.errors import WrongCredentials
 from klucznik.keyring import TEST_KDF
 from klucznik.keyring import Keyring
+from klucznik.keyring import Keys
 from klucznik.keyring import new_recovery_code
 from klucznik.keyring import validate_password
 from klucznik.keyring import validate_username
@@ -152,18 +153,56 @@ def test_unattended_key(ring: Keyring, dmk: bytes) -> None:
     assert machine_key.hex().encode() not in ring.path.read_bytes()
 
 
-def test_reseal_all_gives_every_slot_the_new_key(ring: Keyring, dmk: bytes) -> None:
+def test_rotation_seals_the_new_key_to_every_remaining_slot_and_never_to_the_dropped_user(
+    ring: Keyring, dmk: bytes
+) -> None:
     machine_key = secrets.token_bytes(32)
     ring.set_unattended(machine_key, dmk)
     new_dmk = secrets.token_bytes(32)
-    ring.reseal_all(new_dmk)
+    ring.begin_rotation(new_dmk, drop_user="bartek")
+    ring.save()
+
+    pending = Keyring.load(ring.path)
+    assert pending.rotation_pending and pending.epoch == 1
+    assert pending.user_keys("anna", "anna-password-1") == Keys(dmk, new_dmk, None)
+    assert pending.recovery_keys(ring.recovery_code) == Keys(dmk, new_dmk, None)  # type: ignore[attr-defined]
+    assert pending.unattended_keys(machine_key) == Keys(dmk, new_dmk, None)
+    with pytest.raises(WrongCredentials):
+        pending.user_keys("bartek", "bartek-password-1")
+
+    pending.finish_rotation(dmk, new_dmk)
+    pending.save()
+    done = Keyring.load(ring.path)
+    assert not done.rotation_pending and done.epoch == 2
+    assert done.user_keys("anna", "anna-password-1") == Keys(new_dmk, None, dmk)
+    assert done.recovery_keys(ring.recovery_code) == Keys(new_dmk, None, dmk)  # type: ignore[attr-defined]
+    assert done.unattended_keys(machine_key) == Keys(new_dmk, None, dmk)
+    assert done.usernames() == ["anna"]
+    text = ring.path.read_bytes()
+    assert new_dmk not in text and new_dmk.hex().encode() not in text
+
+
+def test_abandoned_rotation_forgets_the_pending_key(ring: Keyring, dmk: bytes) -> None:
+    ring.begin_rotation(secrets.token_bytes(32))
+    ring.abandon_rotation()
     ring.save()
     loaded = Keyring.load(ring.path)
-    assert loaded.epoch == 2
-    assert loaded.unlock_user("anna", "anna-password-1") == new_dmk
-    assert loaded.unlock_user("bartek", "bartek-password-1") == new_dmk
-    assert loaded.unlock_recovery(ring.recovery_code) == new_dmk  # type: ignore[attr-defined]
-    assert loaded.unlock_unattended(machine_key) == new_dmk
+    assert not loaded.rotation_pending and loaded.epoch == 1
+    assert loaded.user_keys("anna", "anna-password-1") == Keys(dmk)
+    assert "pending_dmk" not in ring.path.read_text()
+
+
+def test_pending_and_previous_copies_are_bound_to_their_role(ring: Keyring, dmk: bytes) -> None:
+    # A pending (or previous) copy moved into the current field must not open: the AAD names the role.
+    new_dmk = secrets.token_bytes(32)
+    ring.begin_rotation(new_dmk)
+    slot = ring.data["users"]["anna"]
+    slot["dmk"] = slot["pending_dmk"]
+    with pytest.raises(InstanceDamaged):
+        ring.user_keys("anna", "anna-password-1")
+    ring.data["users"]["bartek"]["pending_dmk"] = ring.data["users"]["bartek"]["dmk"]
+    with pytest.raises(InstanceDamaged):
+        ring.user_keys("bartek", "bartek-password-1")
 
 
 def test_slot_bound_to_its_user_and_epoch(ring: Keyring) -> None:
