@@ -24,6 +24,7 @@ from blueprints.web import render_page
 from klucznik import audit
 from klucznik import users
 from klucznik.errors import NotFound
+from klucznik.errors import StorageError
 from klucznik.errors import ValidationError
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -57,13 +58,13 @@ def user_list() -> Any:
 @bp.route("/users/<username>/remove", methods=["POST"])
 @admin_required
 def user_remove(username: str) -> Any:
-    """Remove a user: their key slot is deleted and their sessions end."""
+    """Remove a user: their key slot is deleted, the database key rotated, and their sessions end."""
     form = EmptyForm()
     errors: dict[str, str] = {}
     if form.validate_on_submit():
         try:
             users.remove_user(get_store(), username=username, actor=g.user.username, ip=client_ip())
-        except (ValidationError, NotFound) as exc:
+        except (ValidationError, NotFound, StorageError) as exc:
             errors["remove"] = message(exc)
         else:
             get_sessions().end_user(username)

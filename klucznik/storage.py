@@ -149,6 +149,7 @@ class Store:
         self.keep_snapshots = keep_snapshots
         self.snapshot_min_age = snapshot_min_age
         self._dmk: bytes | None = None
+        self._keys: Keys | None = None
         self._lock = threading.RLock()
         self._write_lock = threading.Lock()
         self.last_unseal: UnsealResult | None = None
@@ -260,7 +261,9 @@ class Store:
             result, opened = self._recover(keys.candidates())
             dmk, rekeyed = self._settle_rotation(keys, opened)
             self._dmk = dmk
+            self._keys = keys
             with self.connect() as db:
+                snapshots = self.snapshots()
                 if migrations.pending(db):
                     migrations.apply(db)
                     self._snapshot(db)
@@ -268,6 +271,10 @@ class Store:
                     # A snapshot under the key now in use (the newest ones may have the old key).
                     with self._write_lock, self._transaction(db):
                         pass
+                elif not snapshots or snapshots[0][0] < generation(db):
+                    # The process stopped between a commit and its snapshot (or a copy of instance/ missed
+                    # the newest snapshot): make one now, so the folder is a backup again.
+                    self._snapshot(db)
             self.last_unseal = result
             return result
 
@@ -299,6 +306,7 @@ class Store:
         """Forget the key: every page leads to the login again."""
         with self._lock:
             self._dmk = None
+            self._keys = None
 
     def login(self, username: str, password: str) -> None:
         """Check ``password`` against ``username``'s slot; the first login after a start unseals."""
@@ -359,8 +367,16 @@ class Store:
         return None
 
     def _recover(self, keys: list[bytes]) -> tuple[UnsealResult, bytes]:
+        """Pick the valid copy with the highest generation; move aside what is newer but does not open.
+
+        A newer snapshot that opens with none of ``keys`` is damaged, or (in a copy of ``instance/``
+        whose files were copied on either side of a key rotation) under a key this keyring never had;
+        either way it is moved aside with a damaged live database, never deleted, so that the newest
+        snapshot is always one the key in use opens.
+        """
         live = self._open_with(self.db_path, keys) if self.db_path.exists() else None
         best: tuple[int, Path, bytes] | None = None
+        unreadable: list[Path] = []
         for gen, snap in self.snapshots():
             if live is not None and gen <= live[0]:
                 break
@@ -368,23 +384,26 @@ class Store:
             if found is not None:
                 best = (gen, snap, found[1])
                 break
-        if best is None:
-            if live is None:
-                raise InstanceDamaged(
-                    "Baza danych nie otwiera się tym kluczem albo jest uszkodzona, a żadna kopia w "
-                    "instance/snapshots/ nie jest poprawna. Przywróć folder instance/ z kopii zapasowej.",
-                    "The database does not open with this key or is damaged, and no copy in "
-                    "instance/snapshots/ is valid. Restore the instance/ folder from a backup.")
-            return UnsealResult(generation=live[0]), live[1]
-        moved = None
-        if self.db_path.exists() or Path(f"{self.db_path}-wal").exists():
-            aside = self.path / f"damaged-{utcnow().strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(2)}"
+            unreadable.append(snap)
+        if best is None and live is None:
+            raise InstanceDamaged(
+                "Baza danych nie otwiera się tym kluczem albo jest uszkodzona, a żadna kopia w "
+                "instance/snapshots/ nie jest poprawna. Przywróć folder instance/ z kopii zapasowej.",
+                "The database does not open with this key or is damaged, and no copy in "
+                "instance/snapshots/ is valid. Restore the instance/ folder from a backup.")
+        aside = self.path / f"damaged-{utcnow().strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(2)}"
+        to_move = list(unreadable)
+        if best is not None:
+            to_move += [p for p in (Path(f"{self.db_path}{sfx}") for sfx in ("", "-wal", "-shm")) if p.exists()]
+        if to_move:
             aside.mkdir()
-            for suffix in ("", "-wal", "-shm"):
-                src = Path(f"{self.db_path}{suffix}")
-                if src.exists():
-                    os.replace(src, aside / src.name)
-            moved = str(aside)
+            for src in to_move:
+                os.replace(src, aside / src.name)
+            fsync_dir(self.snapshot_path)
+        moved = str(aside) if to_move else None
+        if best is None:
+            assert live is not None
+            return UnsealResult(generation=live[0], moved_aside=moved), live[1]
         tmp = self.path / f".restore-{secrets.token_hex(4)}.db"
         shutil.copyfile(best[1], tmp)
         with open(tmp, "rb+") as fh:
@@ -519,10 +538,22 @@ class Store:
             report = {"database": integrity_report(db), "generation": generation(db)}
         snaps = self.snapshots()
         if snaps:
-            with open_database(snaps[0][1], self._require_dmk(), readonly_checks=True) as snap:
-                report["snapshot"] = {"name": snaps[0][1].name, **integrity_report(snap)}
+            report["snapshot"] = {"name": snaps[0][1].name, **self._snapshot_report(snaps[0][1])}
         report["ok"] = bool(report["database"]["ok"]) and bool(report.get("snapshot", {"ok": True})["ok"])
         return report
+
+    def _snapshot_report(self, path: Path) -> dict[str, object]:
+        """Both checks of a snapshot, opened with the key in use or, just after a rotation, the previous one."""
+        keys = [self._require_dmk(), *(self._keys.candidates() if self._keys else [])]
+        for key in keys:
+            try:
+                snap = open_database(path, key, readonly_checks=True)
+            except InstanceDamaged:
+                continue
+            with snap:
+                return integrity_report(snap)
+        return {"ok": False, "integrity_check": ["the file does not open with any key of this instance"],
+                "cipher_integrity_check": []}
 
     def backup(self, dest: Path | str) -> dict[str, object]:
         """A checked hot backup into the empty or new folder ``dest``: a snapshot, keyring.json, checks."""

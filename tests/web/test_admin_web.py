@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 
 import pytest
 from bs4 import BeautifulSoup
@@ -103,6 +104,45 @@ def test_remove_user_ends_their_sessions(app, web: WebClient, store: Store) -> N
     again = WebClient(app.test_client())
     again.get("/login")
     assert again.post("/login", {"username": "ewa", "password": "my-own-password-1"}).status_code == 401
+
+
+def test_remove_user_rotates_the_database_key_and_the_office_keeps_working(
+    app, web: WebClient, store: Store  # noqa: ANN001
+) -> None:
+    staff_client(app, store)
+    epoch, key = store.keyring().epoch, store._require_dmk()  # noqa: SLF001
+    assert web.post("/admin/users/ewa/remove").status_code == 303
+    assert store.keyring().epoch == epoch + 1 and store._require_dmk() != key  # noqa: SLF001
+    assert web.get("/clients").status_code == 200
+    rows = audit_rows(web.get("/admin/audit?action=users.remove"))
+    assert [(r["actor"], r["object"]) for r in rows] == [(ADMIN, "user ewa")]
+
+
+def test_remove_user_while_the_portal_is_busy_says_so_and_changes_nothing(
+    app, web: WebClient, store: Store  # noqa: ANN001
+) -> None:
+    staff_client(app, store)
+    store.rotation_wait = 0.2
+    before = dump(store), store.keyring_path.read_bytes()
+    held = threading.Event()
+    release = threading.Event()
+
+    def long_request() -> None:  # another member of staff's request, holding its connection
+        with store.connect():
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=long_request)
+    thread.start()
+    held.wait(10)
+    try:
+        response = web.post("/admin/users/ewa/remove")
+    finally:
+        release.set()
+        thread.join(10)
+    assert response.status_code == 422
+    assert "Portal jest teraz zajęty" in text(response)
+    assert (dump(store), store.keyring_path.read_bytes()) == before
 
 
 def _active_users(store: Store) -> list[tuple[str]]:
