@@ -14,10 +14,11 @@ raw key. ``keyring.json`` next to the database holds only wrapped copies of it (
 
 **Rotation** (SECURITY.md §1.3, "remove user → rotate the DMK"): removing a user seals a *new* DMK to
 every remaining slot (``pending_dmk`` and ``pending_epoch``), the database is rekeyed, then the new key
-becomes each slot's ``dmk`` and the old one its ``previous_dmk``. The previous key stays sealed to the
-remaining slots only, so snapshots and copies taken just before the rotation still open for them, and
-never for the removed user. :class:`Keys` is what a slot opens: the current key, the pending one while a
-rotation is under way (or was interrupted), and the previous one.
+becomes each slot's ``dmk`` and the old one joins its ``previous`` keys. Previous keys stay sealed to the
+remaining slots only, for ``RETAIN_PREVIOUS_SECONDS`` after they were retired (the newest always), so a
+copy of ``instance/`` whose files were copied on either side of one or several rotations still opens for
+them, and never for the removed user. :class:`Keys` is what a slot opens: the current key, the pending
+one while a rotation is under way (or was interrupted), and the previous ones.
 
 A wrong password fails the GCM tag, so no password hash is stored. The file is replaced atomically
 (temporary file, fsync, rename, fsync of the folder), so a copy taken at any moment parses.
@@ -31,6 +32,7 @@ import os
 import re
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from dataclasses import dataclass
@@ -54,6 +56,10 @@ from klucznik.errors import WrongCredentials
 FORMAT = "klucznik-keyring"
 VERSION = 1
 MIN_PASSWORD_LENGTH = 12
+#: How long a retired database key stays sealed to the remaining slots (the newest one always stays): long
+#: enough for any copy of instance/ in progress during a rotation to finish.
+RETAIN_PREVIOUS_SECONDS = 24 * 3600
+MAX_PREVIOUS_KEYS = 64
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,31}$")
 
 # At most two password derivations at once: each takes ``m`` KiB of memory (SECURITY.md §3.3 L2).
@@ -183,11 +189,11 @@ class Keys:
 
     current: bytes
     pending: bytes | None = None
-    previous: bytes | None = None
+    previous: tuple[bytes, ...] = ()
 
     def candidates(self) -> list[bytes]:
         """Every key, the likeliest first."""
-        return [key for key in (self.current, self.pending, self.previous) if key is not None]
+        return [key for key in (self.current, self.pending, *self.previous) if key is not None]
 
 
 class Keyring:
@@ -259,16 +265,17 @@ class Keyring:
             current = unseal(slot["dmk"], private, self._aad(kind, name))
         except (InvalidTag, KeyError, ValueError, TypeError):
             raise _DAMAGED from None
-        extra: dict[str, bytes | None] = {"pending": None, "previous": None}
-        for role, epoch in (("pending", self.data.get("pending_epoch")), ("previous", self.epoch - 1)):
-            sealed = slot.get(f"{role}_dmk")
-            if sealed is None or epoch is None:
-                continue
-            try:
-                extra[role] = unseal(sealed, private, self._aad(kind, name, epoch=int(epoch), role=f"{role}|"))
-            except (InvalidTag, KeyError, ValueError, TypeError):
-                raise _DAMAGED from None
-        return Keys(current, extra["pending"], extra["previous"])
+        try:
+            pending = None
+            if "pending_dmk" in slot and "pending_epoch" in self.data:
+                pending = unseal(slot["pending_dmk"], private,
+                                 self._aad(kind, name, epoch=int(self.data["pending_epoch"]), role="pending|"))
+            previous = tuple(unseal(entry["dmk"], private, self._aad(kind, name, epoch=int(entry["epoch"]),
+                                                                     role="previous|"))
+                             for entry in slot.get("previous", []))
+        except (InvalidTag, KeyError, ValueError, TypeError):
+            raise _DAMAGED from None
+        return Keys(current, pending, previous)
 
     def add_user(self, username: str, password: str, dmk: bytes, kdf: KdfParams = DEFAULT_KDF) -> None:
         """Create (or replace) ``username``'s slot for ``password``."""
@@ -396,14 +403,18 @@ class Keyring:
             public = X25519PublicKey.from_public_bytes(_unb64(slot["public_key"]))
             slot["pending_dmk"] = seal(new_dmk, public, self._aad(kind, name, epoch=pending_epoch, role="pending|"))
 
-    def finish_rotation(self, old_dmk: bytes, new_dmk: bytes) -> None:
-        """Step 3, once the database opens with ``new_dmk``: it becomes current, ``old_dmk`` previous."""
+    def finish_rotation(self, old_dmk: bytes, new_dmk: bytes, *, now: float | None = None) -> None:
+        """Step 3, once the database opens with ``new_dmk``: it becomes current, ``old_dmk`` the newest previous."""
         epoch = int(self.data.pop("pending_epoch"))
+        now = time.time() if now is None else now
         for kind, name, slot in self._slots():
             public = X25519PublicKey.from_public_bytes(_unb64(slot["public_key"]))
             slot.pop("pending_dmk", None)
             slot["dmk"] = seal(new_dmk, public, self._aad(kind, name, epoch=epoch))
-            slot["previous_dmk"] = seal(old_dmk, public, self._aad(kind, name, epoch=epoch - 1, role="previous|"))
+            retired = {"epoch": epoch - 1, "retired_at": int(now),
+                       "dmk": seal(old_dmk, public, self._aad(kind, name, epoch=epoch - 1, role="previous|"))}
+            kept = [entry for entry in slot.get("previous", []) if now - entry["retired_at"] < RETAIN_PREVIOUS_SECONDS]
+            slot["previous"] = [retired, *kept][:MAX_PREVIOUS_KEYS]
         self.data["epoch"] = epoch
 
     def abandon_rotation(self) -> None:

@@ -52,6 +52,12 @@ for i, nip in enumerate(nips(400, start=round_no * 1000)):
 """
 
 
+def read_lines(stream, into: list[str]) -> None:  # noqa: ANN001
+    """Append each line of ``stream`` (stripped) until it closes."""
+    for line in stream:
+        into.append(line.strip())
+
+
 @pytest.mark.slow
 def test_kill_9_during_key_rotations_loses_nothing_and_leaves_no_removed_user_a_way_in(tmp_path: Path) -> None:
     instance = tmp_path / "instance"
@@ -71,7 +77,7 @@ def test_kill_9_during_key_rotations_loses_nothing_and_leaves_no_removed_user_a_
         assert proc.stdout is not None and proc.stderr is not None
         assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
         lines: list[str] = []
-        reader = threading.Thread(target=lambda out=proc.stdout: lines.extend(line.strip() for line in out))
+        reader = threading.Thread(target=read_lines, args=(proc.stdout, lines))
         reader.start()
         deadline = time.monotonic() + 20
         while sum(line.startswith("removed") for line in lines) < 2 and time.monotonic() < deadline:

@@ -196,6 +196,27 @@ def test_copy_with_a_pre_rotation_keyring_and_a_rekeyed_database_restores_from_a
     assert restored.last_unseal is not None and restored.last_unseal.restored_from is not None
 
 
+def test_copy_whose_keyring_was_copied_after_two_more_rotations_still_opens(
+    with_bartek: Store, tmp_path: Path
+) -> None:
+    # A backup tool copied the database and the snapshots, then (two removals later) keyring.json.
+    store = with_bartek
+    users.create_user(store, username="celina", role="staff", password="celina-password-1", actor=ADMIN)
+    add_client(store, nips(1, start=60)[0], "Przed kopią")
+    copy = tmp_path / "copy"
+    shutil.copytree(store.path, copy)
+    users.remove_user(store, username=BARTEK, actor=ADMIN)
+    users.remove_user(store, username="celina", actor=ADMIN)
+    shutil.copyfile(store.keyring_path, copy / "keyring.json")
+
+    restored = Store(copy, kdf=TEST_KDF)
+    restored.login(ADMIN, ADMIN_PASSWORD)
+    assert client_names(restored) == {"Przed kopią"}
+    # The copy now runs under the keyring's current key, not under a key a removed user once had.
+    assert restored._require_dmk() == restored.keyring().user_keys(ADMIN, ADMIN_PASSWORD).current  # noqa: SLF001
+    assert restored.check()["ok"]
+
+
 # --- concurrency -------------------------------------------------------------------------------------
 
 

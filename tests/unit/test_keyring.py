@@ -164,9 +164,9 @@ def test_rotation_seals_the_new_key_to_every_remaining_slot_and_never_to_the_dro
 
     pending = Keyring.load(ring.path)
     assert pending.rotation_pending and pending.epoch == 1
-    assert pending.user_keys("anna", "anna-password-1") == Keys(dmk, new_dmk, None)
-    assert pending.recovery_keys(ring.recovery_code) == Keys(dmk, new_dmk, None)  # type: ignore[attr-defined]
-    assert pending.unattended_keys(machine_key) == Keys(dmk, new_dmk, None)
+    assert pending.user_keys("anna", "anna-password-1") == Keys(dmk, new_dmk)
+    assert pending.recovery_keys(ring.recovery_code) == Keys(dmk, new_dmk)  # type: ignore[attr-defined]
+    assert pending.unattended_keys(machine_key) == Keys(dmk, new_dmk)
     with pytest.raises(WrongCredentials):
         pending.user_keys("bartek", "bartek-password-1")
 
@@ -174,12 +174,27 @@ def test_rotation_seals_the_new_key_to_every_remaining_slot_and_never_to_the_dro
     pending.save()
     done = Keyring.load(ring.path)
     assert not done.rotation_pending and done.epoch == 2
-    assert done.user_keys("anna", "anna-password-1") == Keys(new_dmk, None, dmk)
-    assert done.recovery_keys(ring.recovery_code) == Keys(new_dmk, None, dmk)  # type: ignore[attr-defined]
-    assert done.unattended_keys(machine_key) == Keys(new_dmk, None, dmk)
+    assert done.user_keys("anna", "anna-password-1") == Keys(new_dmk, None, (dmk,))
+    assert done.recovery_keys(ring.recovery_code) == Keys(new_dmk, None, (dmk,))  # type: ignore[attr-defined]
+    assert done.unattended_keys(machine_key) == Keys(new_dmk, None, (dmk,))
     assert done.usernames() == ["anna"]
     text = ring.path.read_bytes()
     assert new_dmk not in text and new_dmk.hex().encode() not in text
+
+
+def test_previous_keys_are_kept_for_a_day_newest_first_and_the_newest_always(ring: Keyring, dmk: bytes) -> None:
+    keys = [dmk, *(secrets.token_bytes(32) for _ in range(3))]
+    start = 1_800_000_000.0
+    for n, (old, new) in enumerate(zip(keys, keys[1:], strict=False)):
+        ring.begin_rotation(new)
+        ring.finish_rotation(old, new, now=start + n * 60)
+    assert ring.user_keys("anna", "anna-password-1") == Keys(keys[3], None, (keys[2], keys[1], keys[0]))
+    # A day later the next rotation keeps only the key it retires and those retired within the day.
+    newest = secrets.token_bytes(32)
+    ring.begin_rotation(newest)
+    ring.finish_rotation(keys[3], newest, now=start + 120 + keyring_module.RETAIN_PREVIOUS_SECONDS)
+    assert ring.user_keys("anna", "anna-password-1") == Keys(newest, None, (keys[3],))
+    assert ring.epoch == 5
 
 
 def test_abandoned_rotation_forgets_the_pending_key(ring: Keyring, dmk: bytes) -> None:

@@ -362,11 +362,16 @@ def test_newest_snapshot_damaged_falls_back_to_the_next(store: Store) -> None:
     store.db_path.unlink()
     newest = store.snapshots()[0][1]
     newest.write_bytes(newest.read_bytes()[:4096])
+    next_one = store.snapshots()[1][1].name
     again = restart(store)
     again.login(ADMIN, ADMIN_PASSWORD)
     assert again.last_unseal is not None
-    assert again.last_unseal.restored_from == store.snapshots()[1][1].name
+    assert again.last_unseal.restored_from == next_one
     assert client_names(again) == ["Firma 0", "Firma 1"]
+    # The damaged snapshot is moved aside (never deleted), so the newest snapshot is a valid one again.
+    assert again.last_unseal.moved_aside is not None
+    assert (Path(again.last_unseal.moved_aside) / newest.name).exists()
+    assert again.check()["ok"]
 
 
 # -- check, backup, unattended key file -----------------------------------------------------------------------
