@@ -126,6 +126,14 @@ def generation(db: Database) -> int:
     return int(db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
 
 
+_RELOAD_PAUSE = 0.5
+"""Seconds to wait before reading keyring.json again when the database opens with none of its keys."""
+
+
+class _WouldRestore(Exception):
+    """:meth:`Store._recover` would move files aside; the caller may first read the keyring again."""
+
+
 @dataclass(frozen=True)
 class UnsealResult:
     """What happened while unsealing: which copy was used, and what was moved aside."""
@@ -150,6 +158,7 @@ class Store:
         self.snapshot_min_age = snapshot_min_age
         self._dmk: bytes | None = None
         self._keys: Keys | None = None
+        self._known: list[bytes] = []
         self._lock = threading.RLock()
         self._write_lock = threading.Lock()
         self.last_unseal: UnsealResult | None = None
@@ -233,6 +242,7 @@ class Store:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.close()
             self._dmk = dmk
+            self._known = [dmk]
             with self.connect() as db:
                 migrations.apply(db)
             moment = iso(at or utcnow())
@@ -244,24 +254,34 @@ class Store:
             self.last_unseal = UnsealResult(generation=1)
             return code
 
-    def unseal(self, keys: bytes | Keys) -> UnsealResult:
+    def unseal(self, keys: bytes | Keys, *, reload: Callable[[], Keys] | None = None) -> UnsealResult:
         """Open the instance with ``keys``; pick the newest valid copy (see the module docstring).
 
         ``keys`` is what a slot opened: besides the current key, the pending key of an interrupted rotation
-        and the previous key of the last one, so a copy of ``instance/`` taken at any moment of a rotation
+        and the keys retired by recent ones, so a copy of ``instance/`` taken at any moment of a rotation
         opens. An interrupted rotation is settled here: finished if the database already has the new key,
-        abandoned if it still has the old one.
+        abandoned if it still has the old one. ``reload`` reads the slot again: if the live database opens
+        with none of ``keys`` (another process may be rotating the key right now), it is called once after
+        a pause, before anything would be restored from a snapshot.
         """
         keys = Keys(keys) if isinstance(keys, bytes) else keys
         with self._lock:
             if self._dmk is not None:
-                if not any(hmac.compare_digest(self._dmk, key) for key in keys.candidates()):
+                # The slot already proved the credentials; its keys may predate a rotation done meanwhile.
+                if not any(hmac.compare_digest(known, key) for known in self._known for key in keys.candidates()):
                     raise InstanceDamaged("Klucz nie pasuje do otwartej bazy.", "The key does not match the open database.")
                 return self.last_unseal or UnsealResult(generation=-1)
-            result, opened = self._recover(keys.candidates())
+            try:
+                result, opened = self._recover(keys.candidates(), restore=reload is None)
+            except _WouldRestore:
+                assert reload is not None
+                time.sleep(_RELOAD_PAUSE)
+                keys = reload()
+                result, opened = self._recover(keys.candidates(), restore=True)
             dmk, rekeyed = self._settle_rotation(keys, opened)
             self._dmk = dmk
             self._keys = keys
+            self._known = [dmk, *keys.candidates()]
             with self.connect() as db:
                 snapshots = self.snapshots()
                 if migrations.pending(db):
@@ -307,13 +327,15 @@ class Store:
         with self._lock:
             self._dmk = None
             self._keys = None
+            self._known = []
 
     def login(self, username: str, password: str) -> None:
         """Check ``password`` against ``username``'s slot; the first login after a start unseals."""
-        self.unseal(self.keyring().user_keys(username, password))
+        self.unseal(self.keyring().user_keys(username, password),
+                    reload=lambda: self.keyring().user_keys(username, password))
 
     def unseal_with_recovery(self, code: str) -> None:
-        self.unseal(self.keyring().recovery_keys(code))
+        self.unseal(self.keyring().recovery_keys(code), reload=lambda: self.keyring().recovery_keys(code))
 
     def unseal_with_key_file(self, key_file: Path) -> None:
         """Unattended unseal with the key file kept outside ``instance/``."""
@@ -322,7 +344,8 @@ class Store:
         except (OSError, ValueError, UnicodeDecodeError):
             raise WrongCredentials(f"Nie można odczytać pliku klucza odblokowania {key_file}.",
                                    f"Cannot read the unseal key file {key_file}.") from None
-        self.unseal(self.keyring().unattended_keys(machine_key))
+        self.unseal(self.keyring().unattended_keys(machine_key),
+                    reload=lambda: self.keyring().unattended_keys(machine_key))
 
     def create_unseal_key_file(self, key_file: Path) -> None:
         """Write a new unattended-unseal key to ``key_file`` (outside ``instance/``) and add its slot."""
@@ -366,7 +389,7 @@ class Store:
                 return gen, key
         return None
 
-    def _recover(self, keys: list[bytes]) -> tuple[UnsealResult, bytes]:
+    def _recover(self, keys: list[bytes], *, restore: bool = True) -> tuple[UnsealResult, bytes]:
         """Pick the valid copy with the highest generation; move aside what is newer but does not open.
 
         A newer snapshot that opens with none of ``keys`` is damaged, or (in a copy of ``instance/``
@@ -391,6 +414,8 @@ class Store:
                 "instance/snapshots/ nie jest poprawna. Przywróć folder instance/ z kopii zapasowej.",
                 "The database does not open with this key or is damaged, and no copy in "
                 "instance/snapshots/ is valid. Restore the instance/ folder from a backup.")
+        if not restore and (best is not None or unreadable):
+            raise _WouldRestore
         aside = self.path / f"damaged-{utcnow().strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(2)}"
         to_move = list(unreadable)
         if best is not None:
@@ -627,6 +652,7 @@ class Store:
                 db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 db.execute(f"PRAGMA rekey = \"x'{new.hex()}'\"")
             self._dmk = new
+            self._known.append(new)
             try:
                 with open_database(self.db_path, new) as db:
                     with self._transaction(db):
@@ -647,7 +673,7 @@ class Store:
     def reset_password_with_recovery(self, username: str, code: str, new_password: str) -> None:
         """A forgotten password: the recovery code proves the right to give ``username`` a new slot."""
         validate_password(new_password)
-        self.unseal(self.keyring().recovery_keys(code))
+        self.unseal(self.keyring().recovery_keys(code), reload=lambda: self.keyring().recovery_keys(code))
         ring = self.keyring()
         ring.add_user(username, new_password, self._require_dmk(), self.kdf)
         ring.save()

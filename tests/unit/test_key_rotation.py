@@ -278,3 +278,29 @@ def test_connections_opened_during_a_rotation_wait_and_get_the_new_key(with_bart
     assert errors == []
     assert results and set(results) == {1}
     assert store.keyring().epoch == 3
+
+
+def test_a_login_whose_slot_was_read_before_a_rotation_still_succeeds(with_bartek: Store) -> None:
+    store = with_bartek
+    keys_read_before = store.keyring().user_keys(ADMIN, ADMIN_PASSWORD)  # Argon2id takes ~0.3 s in production
+    users.remove_user(store, username=BARTEK, actor=ADMIN)
+    store.unseal(keys_read_before)  # no "key does not match" for a login that raced the removal
+    assert store._require_dmk() != keys_read_before.current  # noqa: SLF001
+
+
+def test_another_process_unsealing_mid_rotation_reads_the_keyring_again_instead_of_restoring(
+    with_bartek: Store,
+) -> None:
+    # A second process (here: a second Store, e.g. `klucznik check`) read keyring.json just before the
+    # portal rotated the key. Its old key opens only old snapshots; it must not "restore" over the live file.
+    store = with_bartek
+    add_client(store, nips(1, start=70)[0], "Klient")
+    other = Store(store.path, kdf=TEST_KDF)
+    stale = other.keyring().user_keys(ADMIN, ADMIN_PASSWORD)
+    users.remove_user(store, username=BARTEK, actor=ADMIN)
+    add_client(store, nips(1, start=71)[0], "Po rotacji")
+
+    result = other.unseal(stale, reload=lambda: other.keyring().user_keys(ADMIN, ADMIN_PASSWORD))
+    assert result.restored_from is None and result.moved_aside is None
+    assert client_names(other) == {"Klient", "Po rotacji"}
+    assert not list(store.path.glob("damaged-*"))
