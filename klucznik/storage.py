@@ -13,6 +13,11 @@ highest generation wins; a damaged live database is moved aside, never deleted.
 Snapshots are pruned only when they are both older than ``snapshot_min_age`` seconds and not among
 the newest ``keep_snapshots``, so a copy tool that listed one has time to read it.
 
+**Removing a user changes the key** (:meth:`Store.rotate_key`): ``PRAGMA rekey`` under a new key sealed
+to the remaining slots, in steps that a crash or a copy may cut at any point; the keyring keeps recently
+retired keys for the remaining slots, and unsealing tries every key it has, settles an interrupted
+rotation and re-encrypts a copy found under an older key.
+
 No other module imports ``sqlcipher3``: its errors are translated here.
 """
 
