@@ -115,7 +115,7 @@ def test_remove_user_rotates_the_database_key_and_the_office_keeps_working(
     assert store.keyring().epoch == epoch + 1 and store._require_dmk() != key  # noqa: SLF001
     assert web.get("/clients").status_code == 200
     rows = audit_rows(web.get("/admin/audit?action=users.remove"))
-    assert [(r["actor"], r["object"]) for r in rows] == [(ADMIN, "user ewa")]
+    assert [(r["actor"], r["object"]) for r in rows] == [(ADMIN, "użytkownik ewa")]
 
 
 def test_remove_user_while_the_portal_is_busy_says_so_and_changes_nothing(
@@ -209,7 +209,7 @@ def test_audit_log_shows_logins_failures_and_client_changes(app, web: WebClient,
     failed = next(e for e in entries if e["action"] == "auth.login_failed")
     assert failed["ip"] == "192.0.2.7" and failed["actor"] == ADMIN
     create = next(e for e in entries if e["action"] == "clients.create")
-    assert "Audytowana Sp. z o.o." in create["details"] and create["object"] == f"client {client_id}"
+    assert "Audytowana Sp. z o.o." in create["details"] and create["object"] == f"klient {client_id}"
 
 
 def test_audit_filters(app, web: WebClient, store: Store) -> None:  # noqa: ANN001
