@@ -166,6 +166,7 @@ class Store:
         self._known: list[bytes] = []
         self._lock = threading.RLock()
         self._write_lock = threading.Lock()
+        self._keyring_lock = threading.Lock()
         self.last_unseal: UnsealResult | None = None
         # Connections handed out by connect(), by the thread that opened them; a key rotation waits until
         # only its own thread has any open (see _exclusive).
@@ -224,6 +225,19 @@ class Store:
 
     def keyring(self) -> Keyring:
         return Keyring.load(self.keyring_path)
+
+    @contextlib.contextmanager
+    def _editing_keyring(self) -> Iterator[Keyring]:
+        """Read, change and save ``keyring.json``, one change at a time (a rotation holds the lock throughout).
+
+        Whoever holds ``_keyring_lock`` never waits for a connection or for ``_write_lock`` meanwhile, so
+        it cannot deadlock with a rotation (which takes ``_lock``, then waits for connections, then
+        ``_write_lock``, then ``_keyring_lock``).
+        """
+        with self._keyring_lock:
+            ring = self.keyring()
+            yield ring
+            ring.save()
 
     # -- setup, unseal, seal ---------------------------------------------------------------------------
 
@@ -311,15 +325,16 @@ class Store:
         keyring's current one (a copy whose files come from either side of a rotation), it is rekeyed to
         the current one, so a removed user's old key never opens anything written from now on.
         """
-        ring = self.keyring()
         target = keys.current
-        if ring.rotation_pending and keys.pending is not None:
-            if hmac.compare_digest(opened, keys.pending):
-                ring.finish_rotation(keys.current, keys.pending)
-                target = keys.pending
-            else:
-                ring.abandon_rotation()
-            ring.save()
+        with self._keyring_lock:
+            ring = self.keyring()
+            if ring.rotation_pending and keys.pending is not None:
+                if hmac.compare_digest(opened, keys.pending):
+                    ring.finish_rotation(keys.current, keys.pending)
+                    target = keys.pending
+                else:
+                    ring.abandon_rotation()
+                ring.save()
         if hmac.compare_digest(opened, target):
             return target, target is keys.pending
         with open_database(self.db_path, opened) as db:
@@ -359,7 +374,7 @@ class Store:
             raise ValidationError(
                 "Plik klucza odblokowania nie może leżeć w folderze instance/ (kopia folderu zdradziłaby klucz).",
                 "The unseal key file must not be inside instance/ (a copy of the folder would reveal it).")
-        dmk = self._require_dmk()
+        self._require_dmk()  # sealed: refuse before writing a key file
         machine_key = secrets.token_bytes(32)
         fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
@@ -367,9 +382,8 @@ class Store:
             os.fsync(fd)
         finally:
             os.close(fd)
-        ring = self.keyring()
-        ring.set_unattended(machine_key, dmk)
-        ring.save()
+        with self._editing_keyring() as ring:
+            ring.set_unattended(machine_key, self._require_dmk())
 
     def _require_dmk(self) -> bytes:
         dmk = self._dmk
@@ -618,15 +632,13 @@ class Store:
     def add_user_slot(self, username: str, password: str) -> None:
         """Give ``username`` a key slot for ``password`` (needs the portal unsealed)."""
         validate_password(password)
-        ring = self.keyring()
-        ring.add_user(validate_username(username), password, self._require_dmk(), self.kdf)
-        ring.save()
+        with self._editing_keyring() as ring:
+            ring.add_user(validate_username(username), password, self._require_dmk(), self.kdf)
 
     def remove_user_slot(self, username: str) -> None:
         """Delete ``username``'s slot without rotating (undoing a slot that never held data: a failed add)."""
-        ring = self.keyring()
-        ring.remove_user(username)
-        ring.save()
+        with self._editing_keyring() as ring:
+            ring.remove_user(username)
 
     def rotate_key(self, *, drop_user: str | None = None, check: Callable[[Database], None] | None = None,
                    record: Callable[[Database], None] | None = None) -> int:
@@ -642,7 +654,7 @@ class Store:
         old one *previous*. An unseal after a crash tries every key and settles (see :meth:`unseal`).
         Other threads' connections must close first and writes wait; returns the new generation.
         """
-        with self._lock, self._exclusive(), self._write_lock:
+        with self._lock, self._exclusive(), self._write_lock, self._keyring_lock:
             old = self._require_dmk()
             if check is not None:
                 with open_database(self.db_path, old) as db:
@@ -671,14 +683,12 @@ class Store:
 
     def change_password(self, username: str, old: str, new: str) -> None:
         validate_password(new)
-        ring = self.keyring()
-        ring.change_password(username, old, new)
-        ring.save()
+        with self._editing_keyring() as ring:
+            ring.change_password(username, old, new)
 
     def reset_password_with_recovery(self, username: str, code: str, new_password: str) -> None:
         """A forgotten password: the recovery code proves the right to give ``username`` a new slot."""
         validate_password(new_password)
         self.unseal(self.keyring().recovery_keys(code), reload=lambda: self.keyring().recovery_keys(code))
-        ring = self.keyring()
-        ring.add_user(username, new_password, self._require_dmk(), self.kdf)
-        ring.save()
+        with self._editing_keyring() as ring:
+            ring.add_user(username, new_password, self._require_dmk(), self.kdf)

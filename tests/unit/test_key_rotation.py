@@ -304,3 +304,29 @@ def test_another_process_unsealing_mid_rotation_reads_the_keyring_again_instead_
     assert result.restored_from is None and result.moved_aside is None
     assert client_names(other) == {"Klient", "Po rotacji"}
     assert not list(store.path.glob("damaged-*"))
+
+
+def test_password_changes_during_rotations_are_neither_lost_nor_lose_the_new_key(with_bartek: Store) -> None:
+    # keyring.json is read, changed and saved by both; one change at a time, so neither overwrites the other.
+    store = with_bartek
+    passwords = [BARTEK_PASSWORD, *(f"bartek-password-{n}x" for n in range(2, 12))]
+    errors: list[BaseException] = []
+
+    def change_passwords() -> None:
+        try:
+            for old, new in zip(passwords, passwords[1:], strict=False):
+                store.change_password(BARTEK, old, new)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=change_passwords)
+    thread.start()
+    for n in range(5):
+        users.create_user(store, username=f"tymczasowy{n}", role="staff", password="temporary-pass-1", actor=ADMIN)
+        users.remove_user(store, username=f"tymczasowy{n}", actor=ADMIN)
+    thread.join(30)
+    assert errors == []
+    ring = store.keyring()
+    assert ring.usernames() == [ADMIN, BARTEK]
+    assert ring.user_keys(BARTEK, passwords[-1]).current == store._require_dmk()  # noqa: SLF001
+    assert client_names(reopen(store, BARTEK, passwords[-1])) == set()
