@@ -50,6 +50,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from klucznik.errors import InstanceDamaged
+from klucznik.errors import PortalError
 from klucznik.errors import ValidationError
 from klucznik.errors import WrongCredentials
 
@@ -259,11 +260,16 @@ class Keyring:
             if slot:
                 yield kind, "", slot
 
-    def _open_slot(self, kind: str, name: str, slot: dict[str, Any], private: X25519PrivateKey) -> Keys:
-        """Every key sealed in ``slot``; a tampered current copy is damage, a missing extra copy is not."""
+    def _open_slot(self, kind: str, name: str, slot: dict[str, Any], private: X25519PrivateKey, *,
+                   wrong_key: PortalError = _DAMAGED) -> Keys:
+        """Every key sealed in ``slot``. ``wrong_key`` is raised when ``private`` does not open the current
+        copy (for a user slot the password was already proved, so that is damage); other failures are damage.
+        """
         try:
             current = unseal(slot["dmk"], private, self._aad(kind, name))
-        except (InvalidTag, KeyError, ValueError, TypeError):
+        except InvalidTag:
+            raise wrong_key from None
+        except (KeyError, ValueError, TypeError):
             raise _DAMAGED from None
         try:
             pending = None
@@ -354,17 +360,11 @@ class Keyring:
         if not slot:
             raise _DAMAGED
         private = _key_from_seed(_normalize_code(code), _unb64(slot["salt"]), b"klucznik recovery v1")
-        try:
-            unseal(slot["dmk"], private, self._aad("recovery"))
-        except InvalidTag:
-            raise WrongCredentials(
-                "Ten kod odzyskiwania nie pasuje do tej instancji. Sprawdź wydruk (litery O i cyfry 0 "
-                "się nie zdarzają: kod używa tylko liter A–Z i cyfr 2–7).",
-                "This recovery code does not match this instance. Check your printout (the code uses "
-                "only the letters A–Z and the digits 2–7).") from None
-        except (KeyError, ValueError, TypeError):
-            raise _DAMAGED from None
-        return self._open_slot("recovery", "", slot, private)
+        return self._open_slot("recovery", "", slot, private, wrong_key=WrongCredentials(
+            "Ten kod odzyskiwania nie pasuje do tej instancji. Sprawdź wydruk (litery O i cyfry 0 "
+            "się nie zdarzają: kod używa tylko liter A–Z i cyfr 2–7).",
+            "This recovery code does not match this instance. Check your printout (the code uses "
+            "only the letters A–Z and the digits 2–7)."))
 
     def set_unattended(self, machine_key: bytes, dmk: bytes) -> None:
         """Seal the DMK to the key held in the unattended-unseal key file."""
@@ -382,14 +382,9 @@ class Keyring:
             raise WrongCredentials("Ta instancja nie ma włączonego automatycznego odblokowania.",
                                    "This instance has no unattended unseal configured.")
         private = _key_from_seed(machine_key, b"", b"klucznik unattended v1")
-        try:
-            unseal(slot["dmk"], private, self._aad("unattended"))
-        except InvalidTag:
-            raise WrongCredentials("Plik klucza odblokowania nie pasuje do tej instancji.",
-                                   "The unseal key file does not match this instance.") from None
-        except (KeyError, ValueError, TypeError):
-            raise _DAMAGED from None
-        return self._open_slot("unattended", "", slot, private)
+        return self._open_slot("unattended", "", slot, private, wrong_key=WrongCredentials(
+            "Plik klucza odblokowania nie pasuje do tej instancji.",
+            "The unseal key file does not match this instance."))
 
     # -- rotation ----------------------------------------------------------------------------------------
 

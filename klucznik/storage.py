@@ -162,8 +162,7 @@ class Store:
         self.keep_snapshots = keep_snapshots
         self.snapshot_min_age = snapshot_min_age
         self._dmk: bytes | None = None
-        self._keys: Keys | None = None
-        self._known: list[bytes] = []
+        self._known: list[bytes] = []  # every key this process opened the instance with, newest first
         self._lock = threading.RLock()
         self._write_lock = threading.Lock()
         self._keyring_lock = threading.Lock()
@@ -299,7 +298,6 @@ class Store:
                 result, opened = self._recover(keys.candidates(), restore=True)
             dmk, rekeyed = self._settle_rotation(keys, opened)
             self._dmk = dmk
-            self._keys = keys
             self._known = [dmk, *keys.candidates()]
             with self.connect() as db:
                 snapshots = self.snapshots()
@@ -337,16 +335,19 @@ class Store:
                 ring.save()
         if hmac.compare_digest(opened, target):
             return target, target is keys.pending
-        with open_database(self.db_path, opened) as db:
-            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            db.execute(f"PRAGMA rekey = \"x'{target.hex()}'\"")
+        self._rekey(opened, target)
         return target, True
+
+    def _rekey(self, old: bytes, new: bytes) -> None:
+        """``PRAGMA rekey`` of the live database from ``old`` to ``new`` (one transaction: old or new, never neither)."""
+        with open_database(self.db_path, old) as db:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            db.execute(f"PRAGMA rekey = \"x'{new.hex()}'\"")
 
     def seal(self) -> None:
         """Forget the key: every page leads to the login again."""
         with self._lock:
             self._dmk = None
-            self._keys = None
             self._known = []
 
     def login(self, username: str, password: str) -> None:
@@ -588,8 +589,7 @@ class Store:
 
     def _snapshot_report(self, path: Path) -> dict[str, object]:
         """Both checks of a snapshot, opened with the key in use or, just after a rotation, the previous one."""
-        keys = [self._require_dmk(), *(self._keys.candidates() if self._keys else [])]
-        for key in keys:
+        for key in [self._require_dmk(), *self._known]:
             try:
                 snap = open_database(path, key, readonly_checks=True)
             except InstanceDamaged:
@@ -665,11 +665,9 @@ class Store:
                 ring.abandon_rotation()
             ring.begin_rotation(new, drop_user=drop_user)
             ring.save()
-            with open_database(self.db_path, old) as db:
-                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                db.execute(f"PRAGMA rekey = \"x'{new.hex()}'\"")
+            self._rekey(old, new)
             self._dmk = new
-            self._known.append(new)
+            self._known.insert(0, new)
             try:
                 with open_database(self.db_path, new) as db:
                     with self._transaction(db):
