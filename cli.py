@@ -10,7 +10,7 @@ import importlib
 
 import click
 
-from klucznik.cli import main as _domain
+from klucznik.cli.main import main as _domain
 
 _LAZY = {
     "serve": ("cli_web", "serve"),

@@ -16,6 +16,8 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import UTC
+from datetime import datetime
 from io import BytesIO
 from pathlib import Path
 
@@ -31,6 +33,9 @@ from tests.certs_fixtures import cert_pem  # noqa: E402
 from tests.certs_fixtures import certificate  # noqa: E402
 from tests.certs_fixtures import ec_key  # noqa: E402
 from tests.certs_fixtures import key_like_taxpayer_app  # noqa: E402
+
+#: Benchmarks record at a fixed moment, like the tests.
+NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 
 def make_set() -> dict[str, tuple[bytes, bytes]]:
@@ -79,9 +84,9 @@ def bench_full_set(rounds: int) -> None:
 def bench_inline(rounds: int) -> None:
     """Print p50/p95 of one inline field check through the Flask test client."""
     from app import create_app
-    from klucznik import clients
-    from klucznik.keyring import TEST_KDF
-    from klucznik.storage import Store
+    from klucznik.instance.keyring import TEST_KDF
+    from klucznik.instance.store import Store
+    from klucznik.records import clients
     from tests.conftest import ADMIN
     from tests.conftest import ADMIN_PASSWORD
     from tests.conftest import WebClient
@@ -89,9 +94,9 @@ def bench_inline(rounds: int) -> None:
     pairs = make_set()
     with tempfile.TemporaryDirectory() as folder:
         store = Store(Path(folder) / "instance", kdf=TEST_KDF)
-        store.setup(ADMIN, ADMIN_PASSWORD)
+        store.setup(ADMIN, ADMIN_PASSWORD, at=NOW)
         with store.write() as db:
-            client = clients.create_client(db, clients.validate(nip="5261040828", name="Bench"), actor=ADMIN)
+            client = clients.create_client(db, clients.validate(nip="5261040828", name="Bench"), actor=ADMIN, at=NOW)
         app = create_app(
             {"TESTING": True, "KLUCZNIK_STORE": store, "KLUCZNIK_KDF": TEST_KDF, "KLUCZNIK_CERTS_AT": AT}
         )

@@ -18,12 +18,17 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
 
 from app import create_app
-from klucznik import clients
-from klucznik.keyring import TEST_KDF
-from klucznik.storage import Store
+from klucznik.instance.keyring import TEST_KDF
+from klucznik.instance.store import Store
+from klucznik.records import clients
+
+#: Benchmarks record at a fixed moment, like the tests.
+NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 WEIGHTS = (6, 5, 7, 2, 3, 4, 5, 6, 7)
 WORDS = ["Biuro", "Żółw", "Łódź", "Piekarnia", "Ślusarz", "Apteka", "Handel", "Usługi", "Transport", "Ćma"]
@@ -52,7 +57,7 @@ def main(per_kind: int) -> None:
         path = Path(tmp) / "instance"
         os.environ["KLUCZNIK_INSTANCE"] = str(path)
         store = Store(path, kdf=TEST_KDF)  # cheap KDF: this bench is about the page, not the login
-        store.setup("admin", "bench-password-1")
+        store.setup("admin", "bench-password-1", at=NOW)
         values = nips(1000)
         with store.write() as db:
             for i, nip in enumerate(values):
@@ -63,11 +68,11 @@ def main(per_kind: int) -> None:
                         name=f"{WORDS[i % 10]} {WORDS[(i // 10) % 10]} {i}",
                         email=f"biuro{i}@firma.pl",
                     ),
-                    actor="admin",
+                    actor="admin", at=NOW
                 )
             archived = clients.search(db, "", page=3).clients
             for client in archived:
-                clients.set_archived(db, client.id, True, actor="admin")
+                clients.set_archived(db, client.id, True, actor="admin", at=NOW)
         app = create_app({"KLUCZNIK_STORE": store, "KLUCZNIK_KDF": TEST_KDF})
         client = app.test_client()
         token = CSRF_RE.search(client.get("/login").get_data(as_text=True)).group(1)  # type: ignore[union-attr]

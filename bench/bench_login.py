@@ -17,12 +17,17 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
 
-from klucznik import clients
 from klucznik.errors import WrongCredentials
-from klucznik.keyring import DEFAULT_KDF
-from klucznik.storage import Store
+from klucznik.instance.keyring import DEFAULT_KDF
+from klucznik.instance.store import Store
+from klucznik.records import clients
+
+#: Benchmarks record at a fixed moment, like the tests.
+NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 PASSWORD = "bench-password-12"
 WEIGHTS = (6, 5, 7, 2, 3, 4, 5, 6, 7)
@@ -64,11 +69,11 @@ def main(rounds: int) -> None:
         path = Path(tmp) / "instance"
         start = time.perf_counter()
         store = Store(path)
-        store.setup("admin", PASSWORD)
+        store.setup("admin", PASSWORD, at=NOW)
         setup_time = time.perf_counter() - start
         with store.write() as db:
             for i in range(200):
-                clients.create_client(db, clients.validate(nip=nip(i), name=f"Firma {i}"), actor="admin")
+                clients.create_client(db, clients.validate(nip=nip(i), name=f"Firma {i}"), actor="admin", at=NOW)
         store.seal()
 
         def restart_login() -> None:

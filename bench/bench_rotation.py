@@ -17,12 +17,17 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
 
-from klucznik import clients
-from klucznik import users
-from klucznik.keyring import TEST_KDF
-from klucznik.storage import Store
+from klucznik.instance.keyring import TEST_KDF
+from klucznik.instance.store import Store
+from klucznik.records import clients
+from klucznik.records import users
+
+#: Benchmarks record at a fixed moment, like the tests.
+NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 ADMIN, PASSWORD = "admin", "admin-password-1"
 WEIGHTS = (6, 5, 7, 2, 3, 4, 5, 6, 7)
@@ -43,19 +48,19 @@ def nips(count: int) -> list[str]:
 def run(count: int, removals: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "instance", kdf=TEST_KDF)
-        store.setup(ADMIN, PASSWORD)
+        store.setup(ADMIN, PASSWORD, at=NOW)
         with store.write() as db:
             for i, nip in enumerate(nips(count)):
                 clients.create_client(
                     db, clients.validate(nip=nip, name=f"Klient {i} Spółka z o.o.", notes="Notatka " * 40),
-                    actor=ADMIN,
+                    actor=ADMIN, at=NOW
                 )
         size = store.db_path.stat().st_size
         times = []
         for i in range(removals):
-            users.create_user(store, username=f"staff{i}", role="staff", password="staff-password-1", actor=ADMIN)
+            users.create_user(store, username=f"staff{i}", role="staff", password="staff-password-1", actor=ADMIN, at=NOW)
             start = time.perf_counter()
-            users.remove_user(store, username=f"staff{i}", actor=ADMIN)
+            users.remove_user(store, username=f"staff{i}", actor=ADMIN, at=NOW)
             times.append((time.perf_counter() - start) * 1000)
         assert store.check()["ok"]
         print(

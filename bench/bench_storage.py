@@ -23,15 +23,20 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
 
 import sqlcipher3
 from sqlite_utils import Database
 
-from klucznik import clients
-from klucznik import storage
-from klucznik.keyring import TEST_KDF
-from klucznik.storage import Store
+from klucznik.instance import store as storage
+from klucznik.instance.keyring import TEST_KDF
+from klucznik.instance.store import Store
+from klucznik.records import clients
+
+#: Benchmarks record at a fixed moment, like the tests.
+NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 WEIGHTS = (6, 5, 7, 2, 3, 4, 5, 6, 7)
 WORDS = [
@@ -118,7 +123,7 @@ def workload(store: Store, count: int, seed: int) -> dict[str, float]:
         with store.write() as db:
             ids.append(
                 clients.create_client(
-                    db, clients.validate(nip=nip, name=name, email="biuro@firma.pl"), actor="admin"
+                    db, clients.validate(nip=nip, name=name, email="biuro@firma.pl"), actor="admin", at=NOW
                 ).id
             )
     times["create (1 write each)"] = time.perf_counter() - start
@@ -165,7 +170,7 @@ def workload(store: Store, count: int, seed: int) -> dict[str, float]:
                 db,
                 client_id,
                 clients.validate(nip=current.nip, name=current.name + " S.A.", notes="zmiana"),
-                actor="admin",
+                actor="admin", at=NOW
             )
     times["edit (1 write each)"] = time.perf_counter() - start
     return times
@@ -193,7 +198,7 @@ def run(count: int, reps: int = 2) -> None:
     for variant in order[: 2 * reps]:  # alternate, so neither variant always runs on a cold cache
         with tempfile.TemporaryDirectory() as tmp:
             store = Store(Path(tmp) / "instance", kdf=TEST_KDF)  # production snapshot settings
-            store.setup("admin", "bench-password-1")
+            store.setup("admin", "bench-password-1", at=NOW)
             ctx = plain_mode(store) if variant == "plain" else contextlib.nullcontext()
             with ctx:
                 runs[variant].append(workload(store, count, seed=1))

@@ -11,21 +11,22 @@ from flask import request
 from flask import url_for
 
 from blueprints.auth import admin_required
+from blueprints.context import client_ip
+from blueprints.context import get_db
+from blueprints.context import get_sessions
+from blueprints.context import get_store
+from blueprints.context import message
+from blueprints.context import now
 from blueprints.forms import EmptyForm
 from blueprints.forms import UserForm
-from blueprints.web import client_ip
-from blueprints.web import get_db
-from blueprints.web import get_sessions
-from blueprints.web import get_store
-from blueprints.web import htmx_partial_or_page
-from blueprints.web import message
-from blueprints.web import redirect_to
-from blueprints.web import render_page
-from klucznik import audit
-from klucznik import users
+from blueprints.htmx import htmx_partial_or_page
+from blueprints.htmx import redirect_to
+from blueprints.htmx import render_page
 from klucznik.errors import NotFound
 from klucznik.errors import StorageError
 from klucznik.errors import ValidationError
+from klucznik.records import audit
+from klucznik.records import users
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -46,7 +47,7 @@ def user_list() -> Any:
         password = form.password.data or secrets.token_urlsafe(12)
         try:
             user = users.create_user(get_store(), username=form.username.data or "", role=form.role.data or "staff",
-                                     password=password, actor=g.user.username, ip=client_ip())
+                                     password=password, actor=g.user.username, ip=client_ip(), at=now())
         except ValidationError as exc:
             errors[exc.field or "username"] = message(exc)
         else:
@@ -63,7 +64,7 @@ def user_remove(username: str) -> Any:
     errors: dict[str, str] = {}
     if form.validate_on_submit():
         try:
-            users.remove_user(get_store(), username=username, actor=g.user.username, ip=client_ip())
+            users.remove_user(get_store(), username=username, actor=g.user.username, ip=client_ip(), at=now())
         except (ValidationError, NotFound, StorageError) as exc:
             errors["remove"] = message(exc)
         else:

@@ -15,24 +15,24 @@ from flask import session
 from flask import url_for
 from flask_babel import gettext as _
 
+from blueprints.context import client_ip
+from blueprints.context import get_db
+from blueprints.context import get_sessions
+from blueprints.context import get_store
+from blueprints.context import message
+from blueprints.context import now
 from blueprints.forms import ConfirmForm
 from blueprints.forms import LoginForm
 from blueprints.forms import PasswordForm
 from blueprints.forms import RecoverForm
 from blueprints.forms import SetupForm
-from blueprints.web import client_ip
-from blueprints.web import get_db
-from blueprints.web import get_sessions
-from blueprints.web import get_store
-from blueprints.web import message
-from blueprints.web import redirect_to
-from blueprints.web import render_page
-from klucznik import audit
-from klucznik import users
+from blueprints.htmx import redirect_to
+from blueprints.htmx import render_page
 from klucznik.errors import NotFound
 from klucznik.errors import ValidationError
 from klucznik.errors import WrongCredentials
-from klucznik.storage import utcnow
+from klucznik.records import audit
+from klucznik.records import users
 from klucznik.throttle import LoginThrottle
 
 bp = Blueprint("auth", __name__)
@@ -79,7 +79,7 @@ def _pending_audit() -> list[dict[str, Any]]:
 
 def _record_failed_login(username: str, ip: str) -> None:
     entry = {"actor": username[:64], "action": "auth.login_failed", "object_type": "user",
-             "object_id": username[:64], "ip": ip, "at": utcnow()}
+             "object_id": username[:64], "ip": ip, "at": now()}
     store = get_store()
     if store.is_sealed:
         pending = _pending_audit()
@@ -117,7 +117,7 @@ def setup() -> Any:
             errors["password2"] = _("The two passwords differ. Type the same password twice.")
         else:
             try:
-                code = store.setup(form.username.data or "", form.password.data or "")
+                code = store.setup(form.username.data or "", form.password.data or "", at=now())
             except ValidationError as exc:
                 errors[exc.field or "username"] = message(exc)
             else:
@@ -180,7 +180,7 @@ def login() -> Any:
                     _pending_audit().clear()
                     restored = store.last_unseal.restored_from if store.last_unseal else None
                     audit.record(db, actor=username, action="auth.login", object_type="user", object_id=username,
-                                 ip=ip, details={"restored_from": restored} if restored else None)
+                                 ip=ip, details={"restored_from": restored} if restored else None, at=now())
                 _start_session(username)
                 return redirect_to(_safe_next(request.args.get("next")))
     notice = session.pop("notice", None)
@@ -193,7 +193,7 @@ def logout() -> Any:
     if g.get("user") is not None:
         with get_store().write() as db:
             audit.record(db, actor=g.user.username, action="auth.logout", object_type="user",
-                         object_id=g.user.username, ip=client_ip())
+                         object_id=g.user.username, ip=client_ip(), at=now())
     get_sessions().end(session.get("sid"))
     session.pop("sid", None)
     return redirect_to(url_for("auth.login"))
@@ -216,7 +216,7 @@ def recover() -> Any:
         else:
             try:
                 users.reset_password(store, username=username, recovery_code=form.code.data or "",
-                                     new_password=form.new_password.data or "", ip=ip)
+                                     new_password=form.new_password.data or "", ip=ip, at=now())
             except WrongCredentials as exc:
                 _throttle().failed(f"recovery:{username}", ip)
                 errors["code"] = message(exc)
@@ -242,7 +242,7 @@ def password() -> Any:
         else:
             try:
                 users.change_password(get_store(), username=g.user.username, old=form.current_password.data or "",
-                                      new=form.new_password.data or "", ip=client_ip())
+                                      new=form.new_password.data or "", ip=client_ip(), at=now())
             except WrongCredentials:
                 errors["current_password"] = _("The current password is wrong.")
             except ValidationError as exc:

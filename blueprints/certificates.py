@@ -12,28 +12,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from dataclasses import field
-from datetime import datetime
 from typing import Any
 
 from flask import Blueprint
 from flask import abort
-from flask import current_app
 from flask import g
 from flask import request
 from flask import url_for
 from flask_babel import gettext as _
 
 from blueprints.auth import login_required
-from blueprints.web import client_ip
-from blueprints.web import get_db
-from blueprints.web import get_store
-from blueprints.web import lang
-from blueprints.web import redirect_to
-from blueprints.web import render_page
-from klucznik import certificates
-from klucznik import clients
-from klucznik.nip import format_nip
-from klucznik.storage import utcnow
+from blueprints.context import client_ip
+from blueprints.context import get_db
+from blueprints.context import get_store
+from blueprints.context import lang
+from blueprints.context import now
+from blueprints.htmx import redirect_to
+from blueprints.htmx import render_page
+from klucznik import certs as certificates
+from klucznik.authorize import upload as method3
+from klucznik.certs.model import PairCheck
+from klucznik.ids import format_nip
+from klucznik.records import clients
 
 bp = Blueprint("certificates", __name__)
 
@@ -91,8 +91,8 @@ def upload(client_id: int) -> Any:
             failed=True,
         )
     with get_store().write() as db:
-        certificates.save_uploaded_set(
-            db, client_id=client_id, result=result, actor=g.user.username, ip=client_ip(), at=utcnow()
+        method3.save_uploaded_set(
+            db, client_id=client_id, result=result, actor=g.user.username, ip=client_ip(), at=now()
         )
     return redirect_to(url_for("clients.view", client_id=client_id))
 
@@ -150,15 +150,10 @@ def _single_value(name: str) -> str:
     return values[0] if values else ""
 
 
-def _check_time() -> datetime:
-    """Now, unless the tests pinned the validation time with ``KLUCZNIK_CERTS_AT``."""
-    return current_app.config.get("KLUCZNIK_CERTS_AT") or utcnow()
-
-
 def _evaluate(form: UploadForm, client: clients.Client) -> certificates.SetCheck:
     """The domain's check of the whole form (the same for inline checks and the final submit)."""
     return certificates.check_set(
-        online=form.online, offline=form.offline, nip=form.nip, at=_check_time(), client_nip=client.nip
+        online=form.online, offline=form.offline, nip=form.nip, at=now(), client_nip=client.nip
     )
 
 
@@ -195,7 +190,7 @@ def _statuses(form: UploadForm, result: certificates.SetCheck) -> dict[str, Fiel
     return statuses
 
 
-def _add_summaries(statuses: dict[str, FieldStatus], pair: certificates.PairCheck, form: UploadForm) -> None:
+def _add_summaries(statuses: dict[str, FieldStatus], pair: PairCheck, form: UploadForm) -> None:
     """The green summaries: who the certificate identifies, its type, serial, validity; the key; the password."""
     slot = pair.slot
     info = pair.certificate

@@ -10,17 +10,19 @@ from flask import request
 from flask import url_for
 
 from blueprints.auth import login_required
+from blueprints.context import client_ip
+from blueprints.context import get_db
+from blueprints.context import get_store
+from blueprints.context import message
+from blueprints.context import now
 from blueprints.forms import ClientForm
 from blueprints.forms import EmptyForm
-from blueprints.web import client_ip
-from blueprints.web import get_db
-from blueprints.web import get_store
-from blueprints.web import htmx_partial_or_page
-from blueprints.web import message
-from blueprints.web import redirect_to
-from blueprints.web import render_page
-from klucznik import clients
-from klucznik import credentials
+from blueprints.htmx import htmx_partial_or_page
+from blueprints.htmx import redirect_to
+from blueprints.htmx import render_page
+from klucznik.errors import FieldErrors
+from klucznik.records import clients
+from klucznik.records import credentials
 
 bp = Blueprint("clients", __name__)
 
@@ -59,8 +61,8 @@ def create() -> Any:
         try:
             values = clients.validate(**_form_values(form))
             with get_store().write() as db:
-                client = clients.create_client(db, values, actor=g.user.username, ip=client_ip())
-        except clients.ClientErrors as exc:
+                client = clients.create_client(db, values, actor=g.user.username, ip=client_ip(), at=now())
+        except FieldErrors as exc:
             errors = {name: message(err) for name, err in exc.errors.items()}
         else:
             return redirect_to(url_for("clients.view", client_id=client.id))
@@ -89,8 +91,8 @@ def edit(client_id: int) -> Any:
         try:
             values = clients.validate(**_form_values(form))
             with get_store().write() as db:
-                clients.update_client(db, client_id, values, actor=g.user.username, ip=client_ip())
-        except clients.ClientErrors as exc:
+                clients.update_client(db, client_id, values, actor=g.user.username, ip=client_ip(), at=now())
+        except FieldErrors as exc:
             errors = {name: message(err) for name, err in exc.errors.items()}
         else:
             return redirect_to(url_for("clients.view", client_id=client_id))
@@ -105,5 +107,5 @@ def archive(client_id: int) -> Any:
     if form.validate_on_submit():
         with get_store().write() as db:
             clients.set_archived(db, client_id, request.form.get("restore") != "1", actor=g.user.username,
-                                 ip=client_ip())
+                                 ip=client_ip(), at=now())
     return redirect_to(url_for("clients.view", client_id=client_id))

@@ -8,14 +8,15 @@ from flask import Blueprint
 from flask import g
 
 from blueprints.auth import admin_required
+from blueprints.context import client_ip
+from blueprints.context import get_db
+from blueprints.context import get_store
+from blueprints.context import message
+from blueprints.context import now
 from blueprints.forms import OfficeForm
-from blueprints.web import client_ip
-from blueprints.web import get_db
-from blueprints.web import get_store
-from blueprints.web import message
-from blueprints.web import render_page
-from klucznik import office
-from klucznik.clients import ClientErrors
+from blueprints.htmx import render_page
+from klucznik.errors import FieldErrors
+from klucznik.records import office
 
 bp = Blueprint("office", __name__)
 
@@ -35,8 +36,8 @@ def index() -> Any:
                                       ksef_environment=form.ksef_environment.data or "",
                                       sandbox_url=form.sandbox_url.data or "")
             with get_store().write() as db:
-                office.save_office(db, profile, actor=g.user.username, ip=client_ip())
+                office.save_office(db, profile, actor=g.user.username, ip=client_ip(), at=now())
             saved = True
-        except ClientErrors as exc:
+        except FieldErrors as exc:
             errors = {name: message(err) for name, err in exc.errors.items()}
     return render_page("office/index.html", 422 if errors else 200, form=form, errors=errors, saved=saved)

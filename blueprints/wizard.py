@@ -19,24 +19,29 @@ from flask import g
 from flask import request
 from flask import url_for
 from flask_babel import gettext as _
-from flask_htmx.constants import HTMX_STOP_POLLING
 
 from blueprints.auth import login_required
-from blueprints.web import client_ip
-from blueprints.web import get_db
-from blueprints.web import get_store
-from blueprints.web import htmx
-from blueprints.web import lang
-from blueprints.web import message
-from blueprints.web import redirect_to
-from blueprints.web import render_page
-from klucznik import clients
-from klucznik import wizard
+from blueprints.context import client_ip
+from blueprints.context import get_db
+from blueprints.context import get_store
+from blueprints.context import lang
+from blueprints.context import message
+from blueprints.context import now
+from blueprints.htmx import STOP_POLLING
+from blueprints.htmx import htmx
+from blueprints.htmx import redirect_to
+from blueprints.htmx import render_page
 from klucznik import xades
+from klucznik.authorize import signed_xml
+from klucznik.authorize.flow import advance
+from klucznik.authorize.requests import AuthRequest
+from klucznik.authorize.requests import get_request
+from klucznik.authorize.requests import latest_request
+from klucznik.authorize.session import ksef_client_for
+from klucznik.clock import parse as parse_datetime
 from klucznik.errors import PortalError
-from klucznik.ksef_client import KsefError
-from klucznik.ksef_client import parse_datetime
-from klucznik.storage import utcnow
+from klucznik.ksef.errors import KsefError
+from klucznik.records import clients
 
 bp = Blueprint("wizard", __name__)
 
@@ -44,13 +49,6 @@ METHOD_SLUGS = {"grant": "grant", "certificates": "portal_certs"}
 SLUG_OF = {v: k for k, v in METHOD_SLUGS.items()}
 #: Times are shown as the accountant's clock shows them.
 LOCAL_TIME = ZoneInfo("Europe/Warsaw")
-#: htmx stops polling when the answer has this status (286).
-STOP_POLLING = HTMX_STOP_POLLING
-
-
-def _now():
-    """The current time (tests pin it with the ``WIZARD_CLOCK`` setting, a callable)."""
-    return current_app.config.get("WIZARD_CLOCK", utcnow)()
 
 
 def _client(client_id: int) -> clients.Client:
@@ -68,7 +66,7 @@ def _method(slug: str) -> str:
 def _ksef():
     """A KSeF client for the office's environment (``KSEF_CLIENT_OPTIONS`` adds e.g. retries in tests)."""
     options = {"timeout": (5.0, 30.0), **current_app.config.get("KSEF_CLIENT_OPTIONS", {})}
-    client = wizard.ksef_client_for(get_db(), **options)
+    client = ksef_client_for(get_db(), **options)
     g.setdefault("wizard_ksef_clients", []).append(client)
     return client
 
@@ -80,31 +78,31 @@ def _close_ksef_clients(_exc: BaseException | None = None) -> None:
         client.close()
 
 
-def _request(client_id: int, request_id: int) -> wizard.AuthRequest:
+def _request(client_id: int, request_id: int) -> AuthRequest:
     """The client's attempt ``request_id`` (404 page when it is not this client's)."""
-    return wizard.get_request(get_db(), request_id, client_id=client_id)
+    return get_request(get_db(), request_id, client_id=client_id)
 
 
-def _attempt(client_id: int, request_id: int) -> tuple[clients.Client, wizard.AuthRequest]:
+def _attempt(client_id: int, request_id: int) -> tuple[clients.Client, AuthRequest]:
     """The client and its attempt, as every attempt page starts with them."""
     return _client(client_id), _request(client_id, request_id)
 
 
 def _run(step: Callable[..., Any], **arguments: Any) -> Any:
     """Run a wizard step as the logged-in user, now, from this request's address."""
-    return step(get_store(), actor=g.user.username, at=_now(), ip=client_ip(), **arguments)
+    return step(get_store(), actor=g.user.username, at=now(), ip=client_ip(), **arguments)
 
 
-def _page_context(client: clients.Client, auth_request: wizard.AuthRequest | None, method: str, **extra: Any):
+def _page_context(client: clients.Client, auth_request: AuthRequest | None, method: str, **extra: Any):
     """The template context of the method page and its partials (times shown on the Warsaw clock)."""
-    now = _now()
-    seconds_left = auth_request.seconds_left(now) if auth_request else 0
+    moment = now()
+    seconds_left = auth_request.seconds_left(moment) if auth_request else 0
     return {
         "client": client,
         "auth_request": auth_request,
         "method": method,
         "slug": SLUG_OF[method],
-        "now": now,
+        "now": moment,
         "seconds_left": seconds_left,
         "minutes_left": -(-seconds_left // 60),
         "expires_local": auth_request.expires_at.astimezone(LOCAL_TIME).strftime("%H:%M:%S")
@@ -129,7 +127,7 @@ def method_page(client_id: int, slug: str) -> Any:
     """Methods 1 and 2: the latest attempt (if it is still open) or the button for a new file."""
     method = _method(slug)
     client = _client(client_id)
-    latest = wizard.latest_request(get_db(), client_id, method=method)
+    latest = latest_request(get_db(), client_id, method=method)
     return render_page("wizard/method.html", **_page_context(client, latest, method))
 
 
@@ -140,7 +138,7 @@ def new_request(client_id: int, slug: str) -> Any:
     method = _method(slug)
     client = _client(client_id)
     try:
-        auth_request = _run(wizard.issue_request, client_id=client.id, method=method, ksef=_ksef())
+        auth_request = _run(signed_xml.issue_request, client_id=client.id, method=method, ksef=_ksef())
     except PortalError as exc:
         return render_page(
             "wizard/method.html",
@@ -192,7 +190,7 @@ def upload(client_id: int, request_id: int) -> Any:
         error = _("Choose the signed file first.")
     else:
         try:
-            result = _run(wizard.check_upload, request_id=auth_request.id, client_id=client_id, data=data)
+            result = _run(signed_xml.check_upload, request_id=auth_request.id, client_id=client_id, data=data)
         except PortalError as exc:
             error = message(exc)
     auth_request = _request(client_id, request_id)
@@ -209,7 +207,7 @@ def submit(client_id: int, request_id: int) -> Any:
     client, auth_request = _attempt(client_id, request_id)
     error = None
     try:
-        _run(wizard.submit, request_id=auth_request.id, client_id=client_id, ksef=_ksef())
+        _run(signed_xml.submit, request_id=auth_request.id, client_id=client_id, ksef=_ksef())
     except PortalError as exc:
         error = message(exc)
     auth_request = _request(client_id, request_id)
@@ -228,7 +226,7 @@ def progress(client_id: int, request_id: int) -> Any:
     client, auth_request = _attempt(client_id, request_id)
     notice = None
     if not auth_request.final and auth_request.status not in ("issued", "checked"):
-        result = _run(wizard.advance, request_id=auth_request.id, client_id=client_id, ksef=_ksef())
+        result = _run(advance, request_id=auth_request.id, client_id=client_id, ksef=_ksef())
         auth_request = result.request
         notice = message(result.notice) if result.notice else None
     context = _page_context(

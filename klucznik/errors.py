@@ -1,10 +1,12 @@
-"""One root for every error the domain raises, each with a message in Polish and in English.
+"""One root for every error the domain raises, each carrying a :class:`~klucznik.text.Text`.
 
-The web layer and the CLI show ``message_pl`` or ``message_en`` as they are: the texts are written
-for accountants, and say what is wrong and what to do.
+The web layer and the console commands show the text as it is: it is written for accountants and says
+what is wrong and what to do.
 """
 
 from __future__ import annotations
+
+from klucznik.text import Text
 
 
 class PortalError(Exception):
@@ -12,16 +14,23 @@ class PortalError(Exception):
 
     code = "portal_error"
 
-    def __init__(self, message_pl: str, message_en: str, *, code: str | None = None) -> None:
-        super().__init__(message_en)
-        self.message_pl = message_pl
-        self.message_en = message_en
+    def __init__(self, text: Text, *, code: str | None = None) -> None:
+        super().__init__(text.en)
+        self.text = text
         if code is not None:
             self.code = code
 
+    @property
+    def message_pl(self) -> str:
+        return self.text.pl
+
+    @property
+    def message_en(self) -> str:
+        return self.text.en
+
     def message(self, lang: str) -> str:
         """The message in ``lang`` ("pl" or "en")."""
-        return self.message_en if lang == "en" else self.message_pl
+        return self.text.get(lang)
 
 
 class ValidationError(PortalError, ValueError):
@@ -29,9 +38,18 @@ class ValidationError(PortalError, ValueError):
 
     code = "invalid"
 
-    def __init__(self, message_pl: str, message_en: str, *, field: str | None = None, code: str | None = None):
-        super().__init__(message_pl, message_en, code=code)
+    def __init__(self, text: Text, *, field: str | None = None, code: str | None = None) -> None:
+        super().__init__(text, code=code)
         self.field = field
+
+
+class FieldErrors(ValidationError):
+    """Several fields of one form are wrong; all are reported at once (``errors``: field name → error)."""
+
+    def __init__(self, errors: dict[str, ValidationError]) -> None:
+        first = next(iter(errors.values()))
+        super().__init__(first.text, field=first.field)
+        self.errors = errors
 
 
 class StorageError(PortalError):

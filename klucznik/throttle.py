@@ -15,7 +15,9 @@ from collections.abc import Callable
 class LoginThrottle:
     """Counts failed logins per key in a sliding window."""
 
-    def __init__(self, attempts: int = 5, window: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, attempts: int = 5, window: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.attempts = attempts
         self.window = window
         self.clock = clock

@@ -22,12 +22,13 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 from lxml import etree
 
-from klucznik.xades import NS_OSOBA
-from klucznik.xades import NS_PPZP
-from klucznik.xades import NS_PZ
-from klucznik.xades import SigningOptions
-from klucznik.xades import XadesError
-from klucznik.xades import sign_xades
+from klucznik.text import Text
+from klucznik.xades.messages import XadesError
+from klucznik.xades.names import NS_OSOBA
+from klucznik.xades.names import NS_PPZP
+from klucznik.xades.names import NS_PZ
+from klucznik.xades.sign import SigningOptions
+from klucznik.xades.sign import sign_xades
 
 STYLES = ("enveloped", "enveloping", "profil-zaufany")
 
@@ -53,8 +54,8 @@ def person_from_certificate(certificate: x509.Certificate) -> Person:
     pesel = "".join(ch for ch in serial if ch.isdigit()) if serial.startswith(("PNOPL", "PESEL")) else ""
     if not pesel:
         raise XadesError(
-            "Do podpisu w stylu Profilu Zaufanego potrzebny jest certyfikat osoby z numerem PESEL.",
-            "A Profil Zaufany-style signature needs a personal certificate with a PESEL.",
+            Text("Do podpisu w stylu Profilu Zaufanego potrzebny jest certyfikat osoby z numerem PESEL.",
+            "A Profil Zaufany-style signature needs a personal certificate with a PESEL."),
             code="person_required",
         )
     return Person(given_name=_attr(NameOID.GIVEN_NAME), surname=_attr(NameOID.SURNAME), pesel=pesel)
@@ -89,8 +90,8 @@ def claimed_role(person: Person, *, role_format: str = "EPSignature", issued_at:
         etree.SubElement(podpis, f"{{{NS_PPZP}}}IdKontaUzytkownikaEpuap").text = "sandbox-user"
         return root
     raise XadesError(
-        "Nieznany format danych Profilu Zaufanego.",
-        "Unknown Profil Zaufany data format.",
+        Text("Nieznany format danych Profilu Zaufanego.",
+        "Unknown Profil Zaufany data format."),
         code="role_format_unsupported",
     )
 
@@ -123,8 +124,8 @@ def sign(
         )
     else:
         raise XadesError(
-            "Nieznany styl podpisu (dozwolone: enveloped, enveloping, profil-zaufany).",
-            "Unknown signature style (allowed: enveloped, enveloping, profil-zaufany).",
+            Text("Nieznany styl podpisu (dozwolone: enveloped, enveloping, profil-zaufany).",
+            "Unknown signature style (allowed: enveloped, enveloping, profil-zaufany)."),
             code="style_unsupported",
         )
     return sign_xades(

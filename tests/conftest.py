@@ -8,21 +8,25 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from app import create_app
-from klucznik import clients
-from klucznik.keyring import TEST_KDF
-from klucznik.storage import Store
+from klucznik.instance.keyring import TEST_KDF
+from klucznik.instance.store import Store
+from klucznik.records import clients
 
 pytest_plugins: list[str] = ["tests.xades_fixtures", "tests.sandbox_fixtures"]
 
 ADMIN = "admin"
 ADMIN_PASSWORD = "admin-password-1"
 CLIENT_NIP = "5261040828"
+#: The moment the tests live in (every record and check takes an explicit time).
+NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 _CSRF_RE = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
 
 
@@ -43,7 +47,7 @@ def instance_path(tmp_path: Path) -> Path:
 def store(instance_path: Path) -> Store:
     """A set-up, unsealed instance with the administrator ``admin``."""
     s = Store(instance_path, kdf=TEST_KDF)
-    s.recovery_code = s.setup(ADMIN, ADMIN_PASSWORD)  # type: ignore[attr-defined]
+    s.recovery_code = s.setup(ADMIN, ADMIN_PASSWORD, at=NOW)  # type: ignore[attr-defined]
     return s
 
 
@@ -133,7 +137,7 @@ def web(app) -> WebClient:
 def client_company(store: Store) -> clients.Client:
     with store.write() as db:
         return clients.create_client(db, clients.validate(nip=CLIENT_NIP, name="Przykładowa Spółka z o.o.",
-                                                          email="biuro@przyklad.pl"), actor=ADMIN)
+                                                          email="biuro@przyklad.pl"), actor=ADMIN, at=NOW)
 
 
 @pytest.fixture

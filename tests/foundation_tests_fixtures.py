@@ -9,8 +9,9 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from klucznik import clients
-from klucznik.storage import Store
+from klucznik.instance.store import Store
+from klucznik.records import clients
+from tests.conftest import NOW
 
 _WEIGHTS = (6, 5, 7, 2, 3, 4, 5, 6, 7)
 
@@ -46,7 +47,7 @@ def add_clients(store: Store, names_and_nips: list[tuple[str, str]], *, actor: s
     ids = []
     for name, nip in names_and_nips:
         with store.write() as db:
-            ids.append(clients.create_client(db, clients.validate(nip=nip, name=name), actor=actor).id)
+            ids.append(clients.create_client(db, clients.validate(nip=nip, name=name), actor=actor, at=NOW).id)
     return ids
 
 

@@ -28,16 +28,17 @@ from werkzeug.wrappers import Request
 from werkzeug.wrappers import Response
 
 import sandbox
-from klucznik import office
 from klucznik import xades
-from klucznik.ksef_client import KsefClient
-from klucznik.ksef_client import RetryPolicy
+from klucznik.ksef.client import KsefClient
+from klucznik.ksef.transport import RetryPolicy
+from klucznik.records import office
 from sandbox import ca
 from sandbox import signer
 from sandbox.faults import Fault
 from sandbox.state import Config
 from sandbox.state import Identity
 from sandbox.state import Person
+from tests.conftest import NOW
 
 #: Operations seen across the session: (METHOD, /path/template, status) -> count.
 COVERAGE: dict[tuple[str, str, int], int] = {}
@@ -332,5 +333,5 @@ def sandbox_office(store, sandbox_server) -> office.OfficeProfile:
     profile = office.OfficeProfile(name="Biuro Rachunkowe Test", nip=OFFICE_NIP, ksef_environment="sandbox",
                                    sandbox_url=sandbox_server.url)
     with store.write() as db:
-        office.save_office(db, profile, actor="admin")
+        office.save_office(db, profile, actor="admin", at=NOW)
     return profile

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from klucznik import clients
-from klucznik.keyring import TEST_KDF
-from klucznik.storage import Store
+from klucznik.instance.keyring import TEST_KDF
+from klucznik.instance.store import Store
+from klucznik.records import clients
+from tests.conftest import NOW
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "tests" / "data" / "certs"
@@ -132,9 +133,9 @@ def portal(tmp_path_factory: pytest.TempPathFactory):
     """The real portal (``klucznik serve``) over a set-up instance with one client."""
     instance = tmp_path_factory.mktemp("browser") / "instance"
     store = Store(instance, kdf=TEST_KDF)
-    store.setup("admin", "admin-password-1")
+    store.setup("admin", "admin-password-1", at=NOW)
     with store.write() as db:
-        clients.create_client(db, clients.validate(nip="5261040828", name="Żabka Księgowa Sp. z o.o."), actor="admin")
+        clients.create_client(db, clients.validate(nip="5261040828", name="Żabka Księgowa Sp. z o.o."), actor="admin", at=NOW)
     port = _free_port()
     env = {**os.environ, "KLUCZNIK_INSTANCE": str(instance), "KLUCZNIK_PORT": str(port)}
     server = subprocess.Popen([str(Path(sys.executable).with_name("klucznik")), "serve"], env=env,

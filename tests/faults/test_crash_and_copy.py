@@ -31,13 +31,14 @@ from pathlib import Path
 import pytest
 import requests
 
-from klucznik import clients
-from klucznik.keyring import TEST_KDF
-from klucznik.storage import Store
-from klucznik.storage import integrity_report
-from klucznik.storage import open_database
+from klucznik.instance.database import integrity_report
+from klucznik.instance.database import open_database
+from klucznik.instance.keyring import TEST_KDF
+from klucznik.instance.store import Store
+from klucznik.records import clients
 from tests.conftest import ADMIN
 from tests.conftest import ADMIN_PASSWORD
+from tests.conftest import NOW
 from tests.foundation_tests_fixtures import nips
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -177,7 +178,7 @@ def reopen_and_verify(instance: Path, expected: list[tuple[str, str]]) -> tuple[
 @pytest.mark.slow
 def test_kill_9_during_writes_loses_no_acknowledged_write(tmp_path: Path) -> None:
     instance = tmp_path / "instance"
-    Store(instance, kdf=TEST_KDF).setup(ADMIN, ADMIN_PASSWORD)
+    Store(instance, kdf=TEST_KDF).setup(ADMIN, ADMIN_PASSWORD, at=NOW)
     rng = random.Random(20261124)
     pool = iter(nips(5000, start=1000))
     acked = Acknowledged()
@@ -247,7 +248,7 @@ def test_copy_during_writes_restores_every_acknowledged_write(tmp_path: Path) ->
     # Pruning as in production but with a short age, so snapshots do not pile up in a few seconds; the
     # age stays far above the time one copy takes.
     store = Store(instance, kdf=TEST_KDF, keep_snapshots=3, snapshot_min_age=3.0)
-    store.setup(ADMIN, ADMIN_PASSWORD)
+    store.setup(ADMIN, ADMIN_PASSWORD, at=NOW)
     acked = Acknowledged()
     stop = threading.Event()
     failures: list[BaseException] = []
@@ -259,7 +260,7 @@ def test_copy_during_writes_restores_every_acknowledged_write(tmp_path: Path) ->
                     return
                 name = f"Klient {offset + i} Żółć"
                 with store.write() as db:
-                    clients.create_client(db, clients.validate(nip=nip, name=name), actor=ADMIN)
+                    clients.create_client(db, clients.validate(nip=nip, name=name), actor=ADMIN, at=NOW)
                     if i % 7 == 0:  # some updates too, so pages are rewritten, not only appended
                         db.execute(
                             "UPDATE clients SET notes = ? WHERE id = (SELECT min(id) FROM clients)",
@@ -309,7 +310,7 @@ def test_copy_during_writes_restores_every_acknowledged_write(tmp_path: Path) ->
 _KEYRING_WRITER = """
 import secrets, sys
 from pathlib import Path
-from klucznik.keyring import TEST_KDF, Keyring
+from klucznik.instance.keyring import TEST_KDF, Keyring
 path = Path(sys.argv[1])
 dmk = bytes.fromhex(sys.argv[2])
 ring = Keyring.load(path)
@@ -325,7 +326,7 @@ while True:
 
 def test_kill_9_during_keyring_writes_leaves_a_whole_keyring(tmp_path: Path) -> None:
     """F4 (SECURITY.md §3.2): the keyring is replaced atomically, so a kill never leaves a torn file."""
-    from klucznik.keyring import Keyring
+    from klucznik.instance.keyring import Keyring
 
     dmk = os.urandom(32)
     path = tmp_path / "keyring.json"

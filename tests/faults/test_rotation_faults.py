@@ -18,13 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from klucznik import clients
-from klucznik import users
 from klucznik.errors import WrongCredentials
-from klucznik.keyring import TEST_KDF
-from klucznik.storage import Store
+from klucznik.instance.keyring import TEST_KDF
+from klucznik.instance.store import Store
+from klucznik.records import clients
+from klucznik.records import users
 from tests.conftest import ADMIN
 from tests.conftest import ADMIN_PASSWORD
+from tests.conftest import NOW
 from tests.faults.test_crash_and_copy import ROOT
 from tests.faults.test_crash_and_copy import copy_instance
 from tests.faults.test_crash_and_copy import reopen_and_verify
@@ -32,10 +33,11 @@ from tests.foundation_tests_fixtures import nips
 
 _ROTATOR = """
 import sys
-from klucznik import clients, users
-from klucznik.keyring import TEST_KDF
-from klucznik.storage import Store
+from klucznik.records import clients, users
+from klucznik.instance.keyring import TEST_KDF
+from klucznik.instance.store import Store
 from tests.foundation_tests_fixtures import nips
+from tests.conftest import NOW
 
 instance, round_no = sys.argv[1], int(sys.argv[2])
 store = Store(instance, kdf=TEST_KDF)
@@ -43,11 +45,11 @@ store.login("admin", "admin-password-1")
 print("ready", flush=True)
 for i, nip in enumerate(nips(400, start=round_no * 1000)):
     name = f"r{round_no}u{i}"
-    users.create_user(store, username=name, role="staff", password="staff-password-1", actor="admin")
+    users.create_user(store, username=name, role="staff", password="staff-password-1", actor="admin", at=NOW)
     with store.write() as db:
-        clients.create_client(db, clients.validate(nip=nip, name=f"Klient {nip}"), actor="admin")
+        clients.create_client(db, clients.validate(nip=nip, name=f"Klient {nip}"), actor="admin", at=NOW)
     print("ack", nip, flush=True)
-    users.remove_user(store, username=name, actor="admin")
+    users.remove_user(store, username=name, actor="admin", at=NOW)
     print("removed", name, flush=True)
 """
 
@@ -61,7 +63,7 @@ def read_lines(stream, into: list[str]) -> None:  # noqa: ANN001
 @pytest.mark.slow
 def test_kill_9_during_key_rotations_loses_nothing_and_leaves_no_removed_user_a_way_in(tmp_path: Path) -> None:
     instance = tmp_path / "instance"
-    Store(instance, kdf=TEST_KDF).setup(ADMIN, ADMIN_PASSWORD)
+    Store(instance, kdf=TEST_KDF).setup(ADMIN, ADMIN_PASSWORD, at=NOW)
     rng = random.Random(1124)
     acked: list[tuple[str, str]] = []
     removed: list[str] = []
@@ -116,7 +118,7 @@ def test_kill_9_during_key_rotations_loses_nothing_and_leaves_no_removed_user_a_
 def test_copy_during_key_rotations_restores_everything_and_never_a_removed_users_slot(tmp_path: Path) -> None:
     instance = tmp_path / "instance"
     store = Store(instance, kdf=TEST_KDF, keep_snapshots=3, snapshot_min_age=3.0)
-    store.setup(ADMIN, ADMIN_PASSWORD)
+    store.setup(ADMIN, ADMIN_PASSWORD, at=NOW)
     lock = threading.Lock()
     acked: list[tuple[str, str]] = []
     removed: list[str] = []
@@ -129,12 +131,12 @@ def test_copy_during_key_rotations_restores_everything_and_never_a_removed_users
                 if stop.is_set():
                     return
                 name = f"u{i}"
-                users.create_user(store, username=name, role="staff", password="staff-password-1", actor=ADMIN)
+                users.create_user(store, username=name, role="staff", password="staff-password-1", actor=ADMIN, at=NOW)
                 with store.write() as db:
-                    clients.create_client(db, clients.validate(nip=nip, name=f"Klient {nip}"), actor=ADMIN)
+                    clients.create_client(db, clients.validate(nip=nip, name=f"Klient {nip}"), actor=ADMIN, at=NOW)
                 with lock:
                     acked.append((nip, f"Klient {nip}"))
-                users.remove_user(store, username=name, actor=ADMIN)
+                users.remove_user(store, username=name, actor=ADMIN, at=NOW)
                 with lock:
                     removed.append(name)
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread

@@ -17,14 +17,15 @@ import sqlcipher3
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from klucznik import clients
-from klucznik.keyring import TEST_KDF
-from klucznik.nip import format_nip
-from klucznik.storage import Store
-from klucznik.storage import iso
-from klucznik.storage import utcnow
+from klucznik.clock import iso
+from klucznik.clock import utcnow
+from klucznik.ids import format_nip
+from klucznik.instance.keyring import TEST_KDF
+from klucznik.instance.store import Store
+from klucznik.records import clients
 from tests.conftest import ADMIN
 from tests.conftest import ADMIN_PASSWORD
+from tests.conftest import NOW
 from tests.foundation_tests_fixtures import add_clients
 from tests.foundation_tests_fixtures import nips
 
@@ -51,7 +52,7 @@ def _forms(text: str) -> dict[str, bytes]:
 def stolen(tmp_path: Path) -> tuple[Store, dict[str, bytes]]:
     """An instance holding the canaries; returns the store (still unsealed, a connection open) and canaries."""
     store = Store(tmp_path / "instance", kdf=TEST_KDF)
-    store.setup(ADMIN, ADMIN_PASSWORD)
+    store.setup(ADMIN, ADMIN_PASSWORD, at=NOW)
     add_clients(store, [(f"Zwykła firma {i}", nip) for i, nip in enumerate(nips(20))])
     private_key = ec.generate_private_key(ec.SECP256R1())
     pem = private_key.private_bytes(
@@ -67,7 +68,7 @@ def stolen(tmp_path: Path) -> tuple[Store, dict[str, bytes]]:
         client = clients.create_client(
             db,
             clients.validate(nip=CLIENT_NIP, name=CLIENT_NAME, email=EMAIL, notes="notatka kanarka"),
-            actor=ADMIN,
+            actor=ADMIN, at=NOW
         )
         db["credentials"].insert(
             {

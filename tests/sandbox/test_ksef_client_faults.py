@@ -7,9 +7,9 @@ import socket
 import pytest
 import requests
 
-from klucznik.ksef_client import KsefClient
-from klucznik.ksef_client import KsefError
-from klucznik.ksef_client import RetryPolicy
+from klucznik.ksef.client import KsefClient
+from klucznik.ksef.errors import KsefError
+from klucznik.ksef.transport import RetryPolicy
 from sandbox.faults import Fault
 from sandbox.faults import FaultInjector
 

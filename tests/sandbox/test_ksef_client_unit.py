@@ -10,19 +10,19 @@ from datetime import timedelta
 import pytest
 import requests
 
+from klucznik.clock import parse as parse_datetime
 from klucznik.errors import PortalError
-from klucznik.ksef_client import AuthStatus
-from klucznik.ksef_client import AuthTokens
-from klucznik.ksef_client import EnrollmentData
-from klucznik.ksef_client import KsefClient
-from klucznik.ksef_client import KsefError
-from klucznik.ksef_client import RetryPolicy
-from klucznik.ksef_client import TokenHolder
-from klucznik.ksef_client import TokenInfo
-from klucznik.ksef_client import base_url_for
-from klucznik.ksef_client import environment
-from klucznik.ksef_client import error_from_response
-from klucznik.ksef_client import parse_datetime
+from klucznik.ksef.client import KsefClient
+from klucznik.ksef.environments import base_url_for
+from klucznik.ksef.environments import environment
+from klucznik.ksef.errors import KsefError
+from klucznik.ksef.errors import error_from_response
+from klucznik.ksef.models import AuthStatus
+from klucznik.ksef.models import AuthTokens
+from klucznik.ksef.models import EnrollmentData
+from klucznik.ksef.models import TokenInfo
+from klucznik.ksef.transport import RetryPolicy
+from klucznik.ksef.transport import TokenHolder
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -65,8 +65,8 @@ def test_environments(name, api, qr, latarnia):
 def test_sandbox_url_may_be_given_with_or_without_v2():
     assert base_url_for("sandbox", "http://127.0.0.1:9000/") == "http://127.0.0.1:9000/v2"
     assert base_url_for("sandbox", "http://127.0.0.1:9000/v2") == "http://127.0.0.1:9000/v2"
-    assert KsefClient("http://127.0.0.1:9000/v2").latarnia_url == "http://127.0.0.1:9000/latarnia"
-    assert KsefClient(base_url_for("prod")).latarnia_url == "https://api-latarnia.ksef.mf.gov.pl"
+    assert KsefClient("http://127.0.0.1:9000/v2").latarnia.url == "http://127.0.0.1:9000/latarnia"
+    assert KsefClient(base_url_for("prod")).latarnia.url == "https://api-latarnia.ksef.mf.gov.pl"
 
 
 def test_unknown_environment_is_a_portal_error():

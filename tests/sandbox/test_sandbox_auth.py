@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from klucznik import xades
-from klucznik.ksef_client import KsefError
+from klucznik.ksef.errors import KsefError
 from sandbox import signer
 from tests.sandbox_fixtures import SKIP_REQUEST_HEADER
 
@@ -43,7 +43,7 @@ def test_company_seal_authenticates_in_its_own_context(sandbox_server):
 @pytest.mark.parametrize("style", ["enveloped", "enveloping", "profil-zaufany"])
 def test_person_linked_by_testdata_person_authenticates(sandbox_server, style):
     client = sandbox_server.client()
-    client.testdata_person(nip=CLIENT, pesel=PESEL, description="Właściciel JDG")
+    client.testdata.person(nip=CLIENT, pesel=PESEL, description="Właściciel JDG")
     challenge = client.challenge()
     signed = sandbox_server.signed_request(challenge.challenge, context_nip=CLIENT, pesel=PESEL, style=style)
     init, _, status = _submit(sandbox_server, client, signed)
@@ -68,7 +68,7 @@ def test_person_without_link_gets_415(sandbox_server):
 
 def test_testdata_permissions_let_a_person_in_and_revoke_takes_them_away(sandbox_server):
     client = sandbox_server.client()
-    client.testdata_grant(
+    client.testdata.grant(
         context_nip=CLIENT,
         identifier_type="Pesel",
         identifier=PESEL,
@@ -81,7 +81,7 @@ def test_testdata_permissions_let_a_person_in_and_revoke_takes_them_away(sandbox
         sandbox_server.signed_request(challenge.challenge, context_nip=CLIENT, pesel=PESEL),
     )
     assert status.status.code == 200
-    client.testdata_revoke(context_nip=CLIENT, identifier_type="Pesel", identifier=PESEL)
+    client.testdata.revoke(context_nip=CLIENT, identifier_type="Pesel", identifier=PESEL)
     challenge = client.challenge()
     _, _, status = _submit(
         sandbox_server,
@@ -304,7 +304,7 @@ def test_blocked_context_gets_480_and_deceased_person_470(sandbox_server):
         sandbox_server.signed_request(challenge.challenge, context_nip=CLIENT, nip=CLIENT),
     )
     assert status.status.code == 480
-    client.testdata_person(nip=OFFICE, pesel=PESEL, is_deceased=True)
+    client.testdata.person(nip=OFFICE, pesel=PESEL, is_deceased=True)
     challenge = client.challenge()
     _, _, status = _submit(
         sandbox_server,
@@ -415,8 +415,8 @@ def test_other_sessions_can_be_revoked_and_test_data_undone(sandbox_server):
         second.revoke_session("20250514-AU-0000000000-0000000000-00")
     assert caught.value.codes == (21304,)
 
-    second.testdata_person(nip=OFFICE, pesel=PESEL)
-    second.testdata_remove_person(nip=OFFICE)
+    second.testdata.person(nip=OFFICE, pesel=PESEL)
+    second.testdata.remove_person(nip=OFFICE)
     with pytest.raises(KsefError) as gone:  # nothing to log in with any more
         sandbox_server.login(OFFICE, pesel=PESEL)
     assert gone.value.codes == (415,)

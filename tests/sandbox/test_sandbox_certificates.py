@@ -15,10 +15,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
-from klucznik import certificates
 from klucznik import xades
-from klucznik.ksef_client import KsefError
-from klucznik.ksef_client import environment
+from klucznik.certs.reading import is_ksef_issuer
+from klucznik.certs.reading import ksef_type_of
+from klucznik.ksef.environments import environment
+from klucznik.ksef.errors import KsefError
 from sandbox import signer
 from sandbox.ca import KSEF_CA_NAME
 from sandbox.ca import sandbox_ca_certificate
@@ -70,8 +71,8 @@ def test_enrolled_certificates_follow_ksef_rules(sandbox_server):
         cert.verify_directly_issued_by(sandbox_ca_certificate())
         assert cert.public_key().public_numbers() == key.public_key().public_numbers()
         assert cert.subject == client.enrollment_data().x509_name()
-        assert certificates.is_ksef_issuer(cert.issuer)  # the portal accepts the sandbox as a KSeF issuer
-        assert certificates.ksef_type_of(cert) == certificate_type
+        assert is_ksef_issuer(cert.issuer)  # the portal accepts the sandbox as a KSeF issuer
+        assert ksef_type_of(cert) == certificate_type
 
 
 def test_dn_mismatch_gets_25003(sandbox_server):

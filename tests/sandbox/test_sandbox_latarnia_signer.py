@@ -20,16 +20,16 @@ PESEL = "90010112345"
 
 def test_availability_is_available_then_failure_then_back(sandbox_server):
     client = sandbox_server.client()
-    assert client.availability_status().available
-    assert client.availability_messages() == ()
+    assert client.latarnia.status().available
+    assert client.latarnia.messages() == ()
     sandbox_server.set_availability("FAILURE", title="Awaria KSeF", text="Niedostępność systemu.")
-    status = client.availability_status()
+    status = client.latarnia.status()
     assert status.status == "FAILURE" and not status.available
     (message,) = status.messages
     assert (message.category, message.type, message.title) == ("FAILURE", "FAILURE_START", "Awaria KSeF")
     assert message.start is not None and message.end is None
     sandbox_server.set_availability("AVAILABLE")
-    messages = client.availability_messages()
+    messages = client.latarnia.messages()
     assert [m.type for m in messages] == ["FAILURE_START", "FAILURE_END"]
     assert messages[0].event_id == messages[1].event_id
 
@@ -39,7 +39,7 @@ def test_availability_can_be_set_over_http(sandbox_server):
         f"{sandbox_server.root}/_sandbox/availability", json={"status": "MAINTENANCE"}, timeout=5
     )
     assert response.status_code == 200
-    status = sandbox_server.client().availability_status()
+    status = sandbox_server.client().latarnia.status()
     assert status.status == "MAINTENANCE"
     assert status.messages[0].type == "MAINTENANCE_ANNOUNCEMENT"
     bad = requests.post(f"{sandbox_server.root}/_sandbox/availability", json={"status": "SUNNY"}, timeout=5)
@@ -48,7 +48,7 @@ def test_availability_can_be_set_over_http(sandbox_server):
 
 def test_latarnia_faults_are_retried_like_any_read(sandbox_server):
     sandbox_server.inject("GET /latarnia/status", "error", status=503, times=1)
-    assert sandbox_server.client().availability_status().available
+    assert sandbox_server.client().latarnia.status().available
     assert len(sandbox_server.sleeps) == 1
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from klucznik.ksef_client import KsefError
+from klucznik.ksef.errors import KsefError
 from tests.sandbox_fixtures import SKIP_REQUEST_HEADER
 
 CLIENT = "5261040828"

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from klucznik import clients
-from klucznik.keyring import TEST_KDF
-from klucznik.storage import Store
+from klucznik.instance.keyring import TEST_KDF
+from klucznik.instance.store import Store
+from klucznik.records import clients
+from tests.conftest import NOW
 
 KLUCZNIK = str(Path(sys.executable).with_name("klucznik"))
 
@@ -28,9 +29,9 @@ def run(args: list[str], instance: Path, **env: str) -> subprocess.CompletedProc
 def instance(tmp_path: Path) -> Path:
     path = tmp_path / "instance"
     store = Store(path, kdf=TEST_KDF)
-    store.setup("admin", "admin-password-1")
+    store.setup("admin", "admin-password-1", at=NOW)
     with store.write() as db:
-        clients.create_client(db, clients.validate(nip="5261040828", name="Firma z kopii"), actor="admin")
+        clients.create_client(db, clients.validate(nip="5261040828", name="Firma z kopii"), actor="admin", at=NOW)
     return path
 
 

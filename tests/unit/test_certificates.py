@@ -9,8 +9,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from klucznik import certificates as c
+from klucznik import certs as c
+from klucznik.certs.model import SANDBOX_ISSUER_MARK
+from klucznik.certs.model import SLOT_TYPES
 from klucznik.errors import ValidationError
+from klucznik.ids import Identity
 from tests.certs_fixtures import AT
 from tests.certs_fixtures import COMPANY_NIP
 from tests.certs_fixtures import OPENSSL_FORMATS
@@ -55,7 +58,7 @@ def test_real_test_sample_is_accepted_in_the_online_slot(name):
     info = result.certificate
     assert info.ksef_type == "Authentication"
     assert info.serial == s.serial
-    assert info.identity == c.Identity("NIP", s.nip, s.nip)
+    assert info.identity == Identity("NIP", s.nip, s.nip)
     assert info.issuer_common_name == "TEST CCK KSeF" and info.ksef_issuer
     assert info.key_algorithm == "EC P-256"
     assert result.key.encrypted
@@ -263,7 +266,7 @@ def test_certificate_without_a_ksef_key_usage_is_not_ksef_type(ksef_type):
 def test_both_usages_are_resolved_by_the_taxpayer_application_name_suffix(suffix, slot):
     crt, key = good_pair(slot=slot, ksef_type="both", suffix=suffix)
     result = pair(slot, crt=crt, key=key)
-    assert result.ok and result.certificate.ksef_type == c.SLOT_TYPES[slot]
+    assert result.ok and result.certificate.ksef_type == SLOT_TYPES[slot]
 
 
 # --- validity and issuer --------------------------------------------------------------------------------
@@ -527,7 +530,7 @@ def test_certificates_issued_by_the_sandbox_ksef_ca_pass_the_full_check():
             csr, certificate_type=ksef_type, valid_from=AT - timedelta(days=1)
         )
         inputs[slot] = c.PairInput(cert_pem(cert), key_pem(key), PASSWORD)
-    assert c.SANDBOX_ISSUER_MARK in sandbox_ca.sandbox_ca_certificate().subject.rfc4514_string()
+    assert SANDBOX_ISSUER_MARK in sandbox_ca.sandbox_ca_certificate().subject.rfc4514_string()
     result = c.check_set(**inputs, nip=COMPANY_NIP, at=AT)
     assert result.ok and result.all_problems == ()
     assert result.online.certificate.ksef_issuer and result.online.certificate.identity.value == COMPANY_NIP

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from klucznik import certificates as c
+from klucznik import certs as c
 from tests.certs_fixtures import AT
 from tests.certs_fixtures import COMPANY_NIP
 from tests.certs_fixtures import OTHER_NIP

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from klucznik import credentials
+from klucznik.records import credentials
 
 
 def _row(client_id: int, slot: str, status: str, serial: str) -> dict:

@@ -7,12 +7,14 @@ import json
 import pytest
 from stdnum.pl import nip as stdnum_nip
 
-from klucznik import clients
-from klucznik import nip as nip_rules
+from klucznik import ids as nip_rules
+from klucznik.errors import FieldErrors
 from klucznik.errors import NotFound
 from klucznik.errors import ValidationError
-from klucznik.storage import Store
+from klucznik.instance.store import Store
+from klucznik.records import clients
 from tests.conftest import ADMIN
+from tests.conftest import NOW
 from tests.foundation_tests_fixtures import add_clients
 from tests.foundation_tests_fixtures import nips
 
@@ -24,8 +26,8 @@ VALID = "5261040828"
     ["5261040828", "526-104-08-28", "526 104 08 28", "PL5261040828", "pl 526-10-40-828", " 5261040828 "],
 )
 def test_nip_forms_normalise(written: str) -> None:
-    assert nip_rules.normalize(written) == VALID
-    assert nip_rules.is_valid(written)
+    assert nip_rules.normalize_nip(written) == VALID
+    assert nip_rules.is_valid_nip(written)
 
 
 @pytest.mark.parametrize(
@@ -43,15 +45,15 @@ def test_nip_forms_normalise(written: str) -> None:
 def test_bad_nips_are_refused_with_a_plain_message(written: str, fragment: str) -> None:
     assert stdnum_nip.is_valid("0000000000")  # the library alone would accept it
     with pytest.raises(ValidationError) as info:
-        nip_rules.normalize(written)
+        nip_rules.normalize_nip(written)
     assert info.value.code == "nip_invalid"
     assert info.value.field == "nip"
     assert fragment in info.value.message_pl.replace("błędną cyfrę kontrolną", "cyfrą kontrolną")
-    assert not nip_rules.is_valid(written)
+    assert not nip_rules.is_valid_nip(written)
 
 
 def test_every_check_digit_but_one_is_refused() -> None:
-    valid = [d for d in "0123456789" if nip_rules.is_valid("526104082" + d)]
+    valid = [d for d in "0123456789" if nip_rules.is_valid_nip("526104082" + d)]
     assert valid == ["8"]
 
 
@@ -61,7 +63,7 @@ def test_format_nip() -> None:
 
 
 def test_validate_reports_every_field_at_once() -> None:
-    with pytest.raises(clients.ClientErrors) as info:
+    with pytest.raises(FieldErrors) as info:
         clients.validate(nip="123", name="   ", email="not-an-email", notes="x" * 5001)
     assert sorted(info.value.errors) == ["email", "name", "nip", "notes"]
     assert all(err.message_pl and err.message_en for err in info.value.errors.values())
@@ -79,7 +81,7 @@ def test_validate_cleans_values() -> None:
 def test_create_and_get(store: Store) -> None:
     with store.write() as db:
         client = clients.create_client(
-            db, clients.validate(nip="526-104-08-28", name="Żabka Sp. z o.o."), actor=ADMIN
+            db, clients.validate(nip="526-104-08-28", name="Żabka Sp. z o.o."), actor=ADMIN, at=NOW
         )
     db = store.connect()
     try:
@@ -98,8 +100,8 @@ def test_create_and_get(store: Store) -> None:
 
 def test_duplicate_nip_is_refused_and_nothing_changes(store: Store) -> None:
     add_clients(store, [("Pierwsza", VALID)])
-    with pytest.raises(clients.ClientErrors) as info, store.write() as db:
-        clients.create_client(db, clients.validate(nip="PL526-104-08-28", name="Druga"), actor=ADMIN)
+    with pytest.raises(FieldErrors) as info, store.write() as db:
+        clients.create_client(db, clients.validate(nip="PL526-104-08-28", name="Druga"), actor=ADMIN, at=NOW)
     assert "526-104-08-28" in info.value.errors["nip"].message_pl
     assert "archiwum" in info.value.errors["nip"].message_pl
     db = store.connect()
@@ -113,11 +115,11 @@ def test_duplicate_nip_is_refused_and_nothing_changes(store: Store) -> None:
 def test_update_to_another_clients_nip_is_refused(store: Store) -> None:
     first, second = nips(2)
     ids = add_clients(store, [("A", first), ("B", second)])
-    with pytest.raises(clients.ClientErrors), store.write() as db:
-        clients.update_client(db, ids[1], clients.validate(nip=first, name="B"), actor=ADMIN)
+    with pytest.raises(FieldErrors), store.write() as db:
+        clients.update_client(db, ids[1], clients.validate(nip=first, name="B"), actor=ADMIN, at=NOW)
     with store.write() as db:
         updated = clients.update_client(
-            db, ids[1], clients.validate(nip=second, name="B nowa", email="b@b.pl"), actor=ADMIN
+            db, ids[1], clients.validate(nip=second, name="B nowa", email="b@b.pl"), actor=ADMIN, at=NOW
         )
         audit = db.execute("SELECT details FROM audit_log ORDER BY id DESC").fetchone()[0]
     assert updated.name == "B nowa" and updated.nip == second
@@ -216,13 +218,13 @@ def test_archive_and_restore(many: Store) -> None:
     finally:
         db.close()
     with many.write() as db:
-        archived = clients.set_archived(db, target.id, True, actor=ADMIN)
+        archived = clients.set_archived(db, target.id, True, actor=ADMIN, at=NOW)
     assert archived.archived_at is not None
     assert _names(many, "żabka") == []
     assert _names(many, "żabka", archived=True) == ["ŻABKA Polska"]
     assert len(_names(many, "")) == 5
     with many.write() as db:
-        restored = clients.set_archived(db, target.id, False, actor=ADMIN)
+        restored = clients.set_archived(db, target.id, False, actor=ADMIN, at=NOW)
         actions = [
             r[0]
             for r in db.execute(
@@ -242,33 +244,33 @@ def test_archived_nip_still_blocks_a_duplicate(many: Store) -> None:
     finally:
         db.close()
     with many.write() as db:
-        clients.set_archived(db, target.id, True, actor=ADMIN)
-    with pytest.raises(clients.ClientErrors), many.write() as db:
-        clients.create_client(db, clients.validate(nip=target_nip, name="Nowa"), actor=ADMIN)
+        clients.set_archived(db, target.id, True, actor=ADMIN, at=NOW)
+    with pytest.raises(FieldErrors), many.write() as db:
+        clients.create_client(db, clients.validate(nip=target_nip, name="Nowa"), actor=ADMIN, at=NOW)
 
 
 def test_set_auth_method(store: Store) -> None:
     (client_id,) = add_clients(store, [("Firma", VALID)])
     with store.write() as db:
-        clients.set_auth_method(db, client_id, "user_certs")
+        clients.set_auth_method(db, client_id, "user_certs", at=NOW)
         assert clients.get_client(db, client_id).auth_method == "user_certs"
         with pytest.raises(ValueError):
-            clients.set_auth_method(db, client_id, "magic")
+            clients.set_auth_method(db, client_id, "magic", at=NOW)
 
 
 def test_archive_missing_client(store: Store) -> None:
     with pytest.raises(NotFound), store.write() as db:
-        clients.set_archived(db, 12345, True, actor=ADMIN)
+        clients.set_archived(db, 12345, True, actor=ADMIN, at=NOW)
 
 
 def test_clients_are_listed_in_polish_alphabetical_order(store) -> None:
-    from klucznik import clients as domain
+    from klucznik.records import clients as domain
 
     names = ["Zakład Stolarski", "Łukasz Nowak", "Ćma Sp. z o.o.", "Lubuska Spółka", "cegielnia", "Ąkro", "Źródło"]
     nips = ["5261040828", "1000000006", "1132191233", "5213017228", "9542583988", "6462933516", "1000000012"]
     with store.write() as db:
         for name, number in zip(names, nips, strict=True):
-            domain.create_client(db, domain.validate(nip=number, name=name), actor="admin")
+            domain.create_client(db, domain.validate(nip=number, name=name), actor="admin", at=NOW)
     database = store.connect()
     try:
         listed = [c.name for c in domain.search(database).clients]

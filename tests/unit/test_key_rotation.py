@@ -12,20 +12,21 @@ from pathlib import Path
 
 import pytest
 
-from klucznik import audit
-from klucznik import clients
-from klucznik import users
 from klucznik.errors import InstanceDamaged
 from klucznik.errors import NotFound
 from klucznik.errors import StorageError
 from klucznik.errors import ValidationError
 from klucznik.errors import WrongCredentials
-from klucznik.keyring import TEST_KDF
-from klucznik.keyring import Keyring
-from klucznik.storage import Store
-from klucznik.storage import open_database
+from klucznik.instance.database import open_database
+from klucznik.instance.keyring import TEST_KDF
+from klucznik.instance.keyring import Keyring
+from klucznik.instance.store import Store
+from klucznik.records import audit
+from klucznik.records import clients
+from klucznik.records import users
 from tests.conftest import ADMIN
 from tests.conftest import ADMIN_PASSWORD
+from tests.conftest import NOW
 from tests.foundation_tests_fixtures import nips
 
 BARTEK = "bartek"
@@ -34,7 +35,7 @@ BARTEK_PASSWORD = "bartek-password-1"
 
 def add_client(store: Store, nip: str, name: str) -> None:
     with store.write() as db:
-        clients.create_client(db, clients.validate(nip=nip, name=name), actor=ADMIN)
+        clients.create_client(db, clients.validate(nip=nip, name=name), actor=ADMIN, at=NOW)
 
 
 def client_names(store: Store) -> set[str]:
@@ -50,7 +51,7 @@ def reopen(store: Store, username: str = ADMIN, password: str = ADMIN_PASSWORD) 
 
 @pytest.fixture
 def with_bartek(store: Store) -> Store:
-    users.create_user(store, username=BARTEK, role="staff", password=BARTEK_PASSWORD, actor=ADMIN)
+    users.create_user(store, username=BARTEK, role="staff", password=BARTEK_PASSWORD, actor=ADMIN, at=NOW)
     return store
 
 
@@ -64,7 +65,7 @@ def test_removed_user_with_an_old_keyring_copy_opens_nothing_written_after_remov
     shutil.copyfile(store.keyring_path, stolen_ring)
     old_key = Keyring.load(stolen_ring).unlock_user(BARTEK, BARTEK_PASSWORD)
 
-    users.remove_user(store, username=BARTEK, actor=ADMIN)
+    users.remove_user(store, username=BARTEK, actor=ADMIN, at=NOW)
     add_client(store, nip_after, "Po usunięciu")
 
     with pytest.raises(WrongCredentials):
@@ -86,12 +87,12 @@ def test_removed_user_with_an_old_keyring_copy_opens_nothing_written_after_remov
 def test_rotation_keeps_every_remaining_way_in(store: Store, tmp_path: Path) -> None:
     key_file = tmp_path / "unseal.key"
     store.create_unseal_key_file(key_file)
-    users.create_user(store, username=BARTEK, role="staff", password=BARTEK_PASSWORD, actor=ADMIN)
-    users.create_user(store, username="celina", role="admin", password="celina-password-1", actor=ADMIN)
+    users.create_user(store, username=BARTEK, role="staff", password=BARTEK_PASSWORD, actor=ADMIN, at=NOW)
+    users.create_user(store, username="celina", role="admin", password="celina-password-1", actor=ADMIN, at=NOW)
     add_client(store, nips(1, start=20)[0], "Klient")
     epoch = store.keyring().epoch
 
-    users.remove_user(store, username="celina", actor=ADMIN)
+    users.remove_user(store, username="celina", actor=ADMIN, at=NOW)
 
     ring = store.keyring()
     assert ring.epoch == epoch + 1 and not ring.rotation_pending
@@ -112,7 +113,7 @@ def test_rotation_keeps_every_remaining_way_in(store: Store, tmp_path: Path) -> 
 
 def test_removal_is_audited_and_the_removed_user_is_inactive(with_bartek: Store) -> None:
     store = with_bartek
-    users.remove_user(store, username=BARTEK, actor=ADMIN, ip="10.0.0.5")
+    users.remove_user(store, username=BARTEK, actor=ADMIN, ip="10.0.0.5", at=NOW)
     with store.connect() as db:
         assert users.get_user(db, BARTEK) is None
         entry = audit.query(db, action="users.remove").entries[0]
@@ -129,7 +130,7 @@ def test_refused_removal_changes_neither_key_nor_data(with_bartek: Store, userna
     ring_before = store.keyring_path.read_bytes()
     db_key_before = store._require_dmk()  # noqa: SLF001
     with pytest.raises(error):
-        users.remove_user(store, username=username, actor=actor)
+        users.remove_user(store, username=username, actor=actor, at=NOW)
     assert store.keyring_path.read_bytes() == ring_before
     assert store._require_dmk() == db_key_before  # noqa: SLF001
 
@@ -137,7 +138,7 @@ def test_refused_removal_changes_neither_key_nor_data(with_bartek: Store, userna
 def test_last_administrator_cannot_be_removed(with_bartek: Store) -> None:
     store = with_bartek
     with pytest.raises(ValidationError, match="last administrator"):
-        users.remove_user(store, username=ADMIN, actor=BARTEK)
+        users.remove_user(store, username=ADMIN, actor=BARTEK, at=NOW)
     assert store.keyring().has_user(ADMIN)
 
 
@@ -185,7 +186,7 @@ def test_copy_with_a_pre_rotation_keyring_and_a_rekeyed_database_restores_from_a
     store = with_bartek
     add_client(store, nips(1, start=40)[0], "Przed kopią")
     old_ring = store.keyring_path.read_bytes()
-    users.remove_user(store, username=BARTEK, actor=ADMIN)
+    users.remove_user(store, username=BARTEK, actor=ADMIN, at=NOW)
     copy = tmp_path / "copy"
     shutil.copytree(store.path, copy)
     (copy / "keyring.json").write_bytes(old_ring)
@@ -201,12 +202,12 @@ def test_copy_whose_keyring_was_copied_after_two_more_rotations_still_opens(
 ) -> None:
     # A backup tool copied the database and the snapshots, then (two removals later) keyring.json.
     store = with_bartek
-    users.create_user(store, username="celina", role="staff", password="celina-password-1", actor=ADMIN)
+    users.create_user(store, username="celina", role="staff", password="celina-password-1", actor=ADMIN, at=NOW)
     add_client(store, nips(1, start=60)[0], "Przed kopią")
     copy = tmp_path / "copy"
     shutil.copytree(store.path, copy)
-    users.remove_user(store, username=BARTEK, actor=ADMIN)
-    users.remove_user(store, username="celina", actor=ADMIN)
+    users.remove_user(store, username=BARTEK, actor=ADMIN, at=NOW)
+    users.remove_user(store, username="celina", actor=ADMIN, at=NOW)
     shutil.copyfile(store.keyring_path, copy / "keyring.json")
 
     restored = Store(copy, kdf=TEST_KDF)
@@ -238,14 +239,14 @@ def test_rotation_waits_for_other_threads_connections_and_gives_up_cleanly(with_
     ring_before = store.keyring_path.read_bytes()
     try:
         with pytest.raises(StorageError, match="busy"):
-            users.remove_user(store, username=BARTEK, actor=ADMIN)
+            users.remove_user(store, username=BARTEK, actor=ADMIN, at=NOW)
     finally:
         release.set()
         thread.join(10)
     assert store.keyring_path.read_bytes() == ring_before
     with store.connect() as db:
         assert users.get_user(db, BARTEK) is not None
-    users.remove_user(store, username=BARTEK, actor=ADMIN)  # free now
+    users.remove_user(store, username=BARTEK, actor=ADMIN, at=NOW)  # free now
     assert not store.keyring().has_user(BARTEK)
 
 
@@ -268,9 +269,9 @@ def test_connections_opened_during_a_rotation_wait_and_get_the_new_key(with_bart
     for thread in threads:
         thread.start()
     try:
-        users.remove_user(store, username=BARTEK, actor=ADMIN)
-        users.create_user(store, username="darek", role="staff", password="darek-password-1", actor=ADMIN)
-        users.remove_user(store, username="darek", actor=ADMIN)
+        users.remove_user(store, username=BARTEK, actor=ADMIN, at=NOW)
+        users.create_user(store, username="darek", role="staff", password="darek-password-1", actor=ADMIN, at=NOW)
+        users.remove_user(store, username="darek", actor=ADMIN, at=NOW)
     finally:
         stop.set()
         for thread in threads:
@@ -283,7 +284,7 @@ def test_connections_opened_during_a_rotation_wait_and_get_the_new_key(with_bart
 def test_a_login_whose_slot_was_read_before_a_rotation_still_succeeds(with_bartek: Store) -> None:
     store = with_bartek
     keys_read_before = store.keyring().user_keys(ADMIN, ADMIN_PASSWORD)  # Argon2id takes ~0.3 s in production
-    users.remove_user(store, username=BARTEK, actor=ADMIN)
+    users.remove_user(store, username=BARTEK, actor=ADMIN, at=NOW)
     store.unseal(keys_read_before)  # no "key does not match" for a login that raced the removal
     assert store._require_dmk() != keys_read_before.current  # noqa: SLF001
 
@@ -297,7 +298,7 @@ def test_another_process_unsealing_mid_rotation_reads_the_keyring_again_instead_
     add_client(store, nips(1, start=70)[0], "Klient")
     other = Store(store.path, kdf=TEST_KDF)
     stale = other.keyring().user_keys(ADMIN, ADMIN_PASSWORD)
-    users.remove_user(store, username=BARTEK, actor=ADMIN)
+    users.remove_user(store, username=BARTEK, actor=ADMIN, at=NOW)
     add_client(store, nips(1, start=71)[0], "Po rotacji")
 
     result = other.unseal(stale, reload=lambda: other.keyring().user_keys(ADMIN, ADMIN_PASSWORD))
@@ -322,8 +323,8 @@ def test_password_changes_during_rotations_are_neither_lost_nor_lose_the_new_key
     thread = threading.Thread(target=change_passwords)
     thread.start()
     for n in range(5):
-        users.create_user(store, username=f"tymczasowy{n}", role="staff", password="temporary-pass-1", actor=ADMIN)
-        users.remove_user(store, username=f"tymczasowy{n}", actor=ADMIN)
+        users.create_user(store, username=f"tymczasowy{n}", role="staff", password="temporary-pass-1", actor=ADMIN, at=NOW)
+        users.remove_user(store, username=f"tymczasowy{n}", actor=ADMIN, at=NOW)
     thread.join(30)
     assert errors == []
     ring = store.keyring()

@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from klucznik import keyring as keyring_module
 from klucznik.errors import InstanceDamaged
 from klucznik.errors import ValidationError
 from klucznik.errors import WrongCredentials
-from klucznik.keyring import TEST_KDF
-from klucznik.keyring import Keyring
-from klucznik.keyring import Keys
-from klucznik.keyring import new_recovery_code
-from klucznik.keyring import validate_password
-from klucznik.keyring import validate_username
-from klucznik.keyring import write_atomic
+from klucznik.instance import keyring as keyring_module
+from klucznik.instance.keyring import TEST_KDF
+from klucznik.instance.keyring import Keyring
+from klucznik.instance.keyring import Keys
+from klucznik.instance.keyring import new_recovery_code
+from klucznik.instance.keyring import validate_password
+from klucznik.instance.keyring import validate_username
+from klucznik.instance.keyring import write_atomic
 
 
 @pytest.fixture

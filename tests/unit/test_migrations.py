@@ -7,9 +7,9 @@ from pathlib import Path
 
 import sqlcipher3
 
-from klucznik import clients
-from klucznik.migrations import migrations
-from klucznik.storage import open_database
+from klucznik.instance.database import open_database
+from klucznik.instance.migrations import migrations
+from klucznik.records import clients
 
 
 def test_m004_backfills_the_polish_sort_key_of_existing_clients(tmp_path: Path) -> None:

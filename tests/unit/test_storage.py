@@ -14,19 +14,20 @@ from pathlib import Path
 
 import pytest
 
-from klucznik import clients
+from klucznik.clock import iso
 from klucznik.errors import InstanceDamaged
 from klucznik.errors import Sealed
 from klucznik.errors import ValidationError
 from klucznik.errors import WrongCredentials
-from klucznik.keyring import TEST_KDF
-from klucznik.storage import Store
-from klucznik.storage import generation
-from klucznik.storage import integrity_report
-from klucznik.storage import iso
-from klucznik.storage import open_database
+from klucznik.instance.database import generation
+from klucznik.instance.database import integrity_report
+from klucznik.instance.database import open_database
+from klucznik.instance.keyring import TEST_KDF
+from klucznik.instance.store import Store
+from klucznik.records import clients
 from tests.conftest import ADMIN
 from tests.conftest import ADMIN_PASSWORD
+from tests.conftest import NOW
 from tests.foundation_tests_fixtures import add_clients
 from tests.foundation_tests_fixtures import nips
 from tests.foundation_tests_fixtures import tree
@@ -66,7 +67,7 @@ def test_new_folder_is_new_and_setup_creates_the_instance(instance_path: Path) -
     store = Store(instance_path, kdf=TEST_KDF)
     assert store.state() == "new"
     assert not instance_path.exists()
-    code = store.setup("Admin", ADMIN_PASSWORD)
+    code = store.setup("Admin", ADMIN_PASSWORD, at=NOW)
     assert store.state() == "unsealed"
     assert sorted(p.name for p in instance_path.iterdir() if not p.name.startswith("klucznik.db-")) == [
         "keyring.json",
@@ -90,18 +91,18 @@ def test_new_folder_is_new_and_setup_creates_the_instance(instance_path: Path) -
 
 def test_setup_twice_is_refused(store: Store) -> None:
     with pytest.raises(ValidationError):
-        store.setup("other", "other-password-1")
+        store.setup("other", "other-password-1", at=NOW)
     with pytest.raises(ValidationError):
-        restart(store).setup("other", "other-password-1")
+        restart(store).setup("other", "other-password-1", at=NOW)
     assert store.keyring().usernames() == [ADMIN]
 
 
 def test_setup_validates_before_creating_anything(instance_path: Path) -> None:
     store = Store(instance_path, kdf=TEST_KDF)
     with pytest.raises(ValidationError):
-        store.setup("admin", "short")
+        store.setup("admin", "short", at=NOW)
     with pytest.raises(ValidationError):
-        store.setup("Łucja Nowak", ADMIN_PASSWORD)
+        store.setup("Łucja Nowak", ADMIN_PASSWORD, at=NOW)
     assert not instance_path.exists()
     assert store.state() == "new"
 
@@ -156,7 +157,7 @@ def test_wrong_key_or_foreign_database_is_damaged_and_nothing_changes(store: Sto
     # Another instance's database (and snapshots) next to our keyring: our password opens our keyring
     # but the key does not open the database.
     other = Store(tmp_path / "other", kdf=TEST_KDF)
-    other.setup(ADMIN, ADMIN_PASSWORD)
+    other.setup(ADMIN, ADMIN_PASSWORD, at=NOW)
     add_clients(other, [("Obca firma", nips(1, start=50)[0])])
     other.seal()
     shutil.rmtree(store.path / "snapshots")
@@ -232,7 +233,7 @@ def test_failed_write_changes_nothing_and_leaves_no_snapshot(store: Store) -> No
     gen = current_generation(store)
     snaps = store.snapshots()
     with pytest.raises(RuntimeError), store.write() as db:
-        clients.create_client(db, clients.validate(nip=nips(1)[0], name="Firma"), actor=ADMIN)
+        clients.create_client(db, clients.validate(nip=nips(1)[0], name="Firma"), actor=ADMIN, at=NOW)
         raise RuntimeError("boom")
     assert current_generation(store) == gen
     assert store.snapshots() == snaps
@@ -247,14 +248,14 @@ def test_snapshots_are_kept_while_young(store: Store) -> None:
 
 def test_old_snapshots_are_pruned_beyond_the_newest_few(instance_path: Path) -> None:
     store = Store(instance_path, kdf=TEST_KDF, keep_snapshots=3, snapshot_min_age=0.0)
-    store.setup(ADMIN, ADMIN_PASSWORD)
+    store.setup(ADMIN, ADMIN_PASSWORD, at=NOW)
     add_clients(store, [(f"Firma {i}", nip) for i, nip in enumerate(nips(6))])
     assert [gen for gen, _ in store.snapshots()] == [7, 6, 5]
 
 
 def test_old_snapshot_kept_until_min_age(instance_path: Path) -> None:
     store = Store(instance_path, kdf=TEST_KDF, keep_snapshots=2, snapshot_min_age=60.0)
-    store.setup(ADMIN, ADMIN_PASSWORD)
+    store.setup(ADMIN, ADMIN_PASSWORD, at=NOW)
     add_clients(store, [(f"Firma {i}", nip) for i, nip in enumerate(nips(3))])
     assert [gen for gen, _ in store.snapshots()] == [4, 3, 2, 1]
     # Age the two oldest: the next write prunes exactly those.

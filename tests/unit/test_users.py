@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from klucznik import users
 from klucznik.errors import NotFound
 from klucznik.errors import ValidationError
 from klucznik.errors import WrongCredentials
-from klucznik.keyring import TEST_KDF
-from klucznik.storage import Store
+from klucznik.instance.keyring import TEST_KDF
+from klucznik.instance.store import Store
+from klucznik.records import users
 from tests.conftest import ADMIN
 from tests.conftest import ADMIN_PASSWORD
+from tests.conftest import NOW
 
 
 def _actions(store: Store) -> list[tuple[str, str, str]]:
@@ -23,7 +24,7 @@ def _actions(store: Store) -> list[tuple[str, str, str]]:
 
 
 def test_create_user_must_change_password_and_can_log_in(store: Store) -> None:
-    user = users.create_user(store, username="Ewa", role="staff", password="initial-password", actor=ADMIN)
+    user = users.create_user(store, username="Ewa", role="staff", password="initial-password", actor=ADMIN, at=NOW)
     assert (user.username, user.role, user.must_change_password, user.active) == ("ewa", "staff", True, True)
     assert not user.is_admin
     assert store.keyring().usernames() == [ADMIN, "ewa"]
@@ -50,15 +51,15 @@ def test_create_user_refusals_change_nothing(store: Store, kwargs: dict[str, str
     ring_before = store.keyring_path.read_bytes()
     actions_before = _actions(store)
     with pytest.raises(ValidationError) as info:
-        users.create_user(store, actor=ADMIN, **kwargs)
+        users.create_user(store, actor=ADMIN, at=NOW, **kwargs)
     assert info.value.field == field
     assert store.keyring_path.read_bytes() == ring_before
     assert _actions(store) == actions_before
 
 
 def test_remove_user_deletes_the_slot(store: Store) -> None:
-    users.create_user(store, username="ewa", role="staff", password="initial-password", actor=ADMIN)
-    users.remove_user(store, username="ewa", actor=ADMIN)
+    users.create_user(store, username="ewa", role="staff", password="initial-password", actor=ADMIN, at=NOW)
+    users.remove_user(store, username="ewa", actor=ADMIN, at=NOW)
     assert store.keyring().usernames() == [ADMIN]
     db = store.connect()
     try:
@@ -72,36 +73,36 @@ def test_remove_user_deletes_the_slot(store: Store) -> None:
     assert (ADMIN, "users.remove", "ewa") in _actions(store)
     # The username is not given out again (the audit log would mix two people).
     with pytest.raises(ValidationError):
-        users.create_user(store, username="ewa", role="staff", password="another-password", actor=ADMIN)
+        users.create_user(store, username="ewa", role="staff", password="another-password", actor=ADMIN, at=NOW)
 
 
 def test_last_admin_cannot_be_removed(store: Store) -> None:
-    users.create_user(store, username="szef", role="admin", password="initial-password", actor=ADMIN)
+    users.create_user(store, username="szef", role="admin", password="initial-password", actor=ADMIN, at=NOW)
     with pytest.raises(ValidationError) as own:
-        users.remove_user(store, username=ADMIN, actor=ADMIN)
+        users.remove_user(store, username=ADMIN, actor=ADMIN, at=NOW)
     assert "własnego" in own.value.message_pl
-    users.remove_user(store, username=ADMIN, actor="szef")  # another admin remains
-    users.create_user(store, username="ewa", role="staff", password="initial-password", actor="szef")
+    users.remove_user(store, username=ADMIN, actor="szef", at=NOW)  # another admin remains
+    users.create_user(store, username="ewa", role="staff", password="initial-password", actor="szef", at=NOW)
     with pytest.raises(ValidationError) as last:
-        users.remove_user(store, username="szef", actor="ewa")
+        users.remove_user(store, username="szef", actor="ewa", at=NOW)
     assert "ostatni administrator" in last.value.message_pl
     assert store.keyring().usernames() == ["ewa", "szef"]
 
 
 def test_remove_missing_user(store: Store) -> None:
     with pytest.raises(NotFound):
-        users.remove_user(store, username="nikt", actor=ADMIN)
+        users.remove_user(store, username="nikt", actor=ADMIN, at=NOW)
 
 
 def test_change_password(store: Store) -> None:
-    users.create_user(store, username="ewa", role="staff", password="initial-password", actor=ADMIN)
+    users.create_user(store, username="ewa", role="staff", password="initial-password", actor=ADMIN, at=NOW)
     with pytest.raises(WrongCredentials):
-        users.change_password(store, username="ewa", old="not-the-password", new="my own password")
+        users.change_password(store, username="ewa", old="not-the-password", new="my own password", at=NOW)
     with pytest.raises(ValidationError):
-        users.change_password(store, username="ewa", old="initial-password", new="initial-password")
+        users.change_password(store, username="ewa", old="initial-password", new="initial-password", at=NOW)
     with pytest.raises(ValidationError):
-        users.change_password(store, username="ewa", old="initial-password", new="short")
-    users.change_password(store, username="ewa", old="initial-password", new="my own password")
+        users.change_password(store, username="ewa", old="initial-password", new="short", at=NOW)
+    users.change_password(store, username="ewa", old="initial-password", new="my own password", at=NOW)
     db = store.connect()
     try:
         assert users.get_user(db, "ewa").must_change_password is False  # type: ignore[union-attr]
@@ -121,13 +122,13 @@ def test_reset_with_recovery_code_after_restart(store: Store) -> None:
     again = Store(store.path, kdf=TEST_KDF)
     with pytest.raises(WrongCredentials):
         users.reset_password(
-            again, username=ADMIN, recovery_code="ABCD" * 6 + "EF", new_password="forgotten-and-new"
+            again, username=ADMIN, recovery_code="ABCD" * 6 + "EF", new_password="forgotten-and-new", at=NOW
         )
     assert again.is_sealed
     with pytest.raises(ValidationError):
-        users.reset_password(again, username=ADMIN, recovery_code=code, new_password="short")
+        users.reset_password(again, username=ADMIN, recovery_code=code, new_password="short", at=NOW)
     users.reset_password(
-        again, username=ADMIN, recovery_code=code.lower().replace("-", " "), new_password="forgotten-and-new"
+        again, username=ADMIN, recovery_code=code.lower().replace("-", " "), new_password="forgotten-and-new", at=NOW
     )
     assert not again.is_sealed
     third = Store(store.path, kdf=TEST_KDF)
@@ -144,13 +145,13 @@ def test_reset_for_unknown_user(store: Store) -> None:
             store,
             username="nikt",
             recovery_code=store.recovery_code,  # type: ignore[attr-defined]
-            new_password="forgotten-and-new",
+            new_password="forgotten-and-new", at=NOW
         )
     assert store.keyring_path.read_bytes() == ring_before
 
 
 def test_staff_user_has_own_slot_with_store_parameters(store: Store) -> None:
-    users.create_user(store, username="ewa", role="staff", password="initial-password", actor=ADMIN)
+    users.create_user(store, username="ewa", role="staff", password="initial-password", actor=ADMIN, at=NOW)
     slot = store.keyring().data["users"]["ewa"]
     assert slot["kdf"]["time_cost"] == TEST_KDF.time_cost
     assert slot["public_key"] != store.keyring().data["users"][ADMIN]["public_key"]

@@ -13,6 +13,14 @@ from lxml import etree
 
 from klucznik import xades
 from klucznik.errors import ValidationError
+from klucznik.xades.messages import problem
+from klucznik.xades.names import ALG_ENVELOPED
+from klucznik.xades.names import NS_AUTH_20
+from klucznik.xades.names import NS_AUTH_21
+from klucznik.xades.names import XPATH_NOT_SIGNATURE
+from klucznik.xades.request import XSD_PATH
+from klucznik.xades.request import schema_errors
+from klucznik.xades.signer import signer_from_certificate
 from sandbox import signer
 from tests.xades_fixtures import AT
 from tests.xades_fixtures import CHALLENGE
@@ -48,13 +56,13 @@ def test_built_request_is_byte_identical_to_the_official_nip_example():
 def test_built_request_validates_against_the_official_2_1_schema_file():
     schema = etree.XMLSchema(etree.parse(str(OFFICIAL / "schemat_auth_v2-1.xsd")))
     root = etree.fromstring(xades.build_auth_token_request(challenge=CHALLENGE, nip=NIP))
-    assert etree.QName(root).namespace == xades.NS_AUTH_20  # what KSeF's own clients send
+    assert etree.QName(root).namespace == NS_AUTH_20  # what KSeF's own clients send
     assert not schema.validate(root)  # the 2.1 schema has another namespace: a 2.0 file is not valid as is
     for el in root.iter():
-        el.tag = f"{{{xades.NS_AUTH_21}}}{etree.QName(el).localname}"
+        el.tag = f"{{{NS_AUTH_21}}}{etree.QName(el).localname}"
     assert schema.validate(root), schema.error_log
     assert (
-        xades.schema_errors(etree.fromstring(xades.build_auth_token_request(challenge=CHALLENGE, nip=NIP)))
+        schema_errors(etree.fromstring(xades.build_auth_token_request(challenge=CHALLENGE, nip=NIP)))
         == []
     )
 
@@ -66,16 +74,16 @@ def test_schema_check_agrees_with_the_official_examples():
         "subject-identifier-type-certificate-subject.xml",
         "subject-identifier-type-certificate-fingerprint.xml",
     ):
-        assert xades.schema_errors(etree.parse(str(OFFICIAL / name)).getroot()) == [], name
+        assert schema_errors(etree.parse(str(OFFICIAL / name)).getroot()) == [], name
     # the published XSD pattern for NipVatUe ends with a literal "$": the official example fails it (known bug)
-    assert xades.schema_errors(etree.parse(str(OFFICIAL / "context-identifier-nip-vat-ue.xml")).getroot())
+    assert schema_errors(etree.parse(str(OFFICIAL / "context-identifier-nip-vat-ue.xml")).getroot())
 
 
 def test_schema_check_refuses_a_wrong_element_order():
     bad = xades.build_auth_token_request(challenge=CHALLENGE, nip=NIP).replace(
         b"<SubjectIdentifierType>certificateSubject</SubjectIdentifierType>\n", b""
     )
-    assert xades.schema_errors(etree.fromstring(bad))
+    assert schema_errors(etree.fromstring(bad))
 
 
 @pytest.mark.parametrize(
@@ -152,8 +160,8 @@ def test_person_signature_shows_name_and_masked_pesel(xades_kit):
 @pytest.mark.parametrize("role_format", ["EPSignature", "PodpisZP"])
 def test_profil_zaufany_signature_passes_and_names_the_person_from_the_claimed_role(xades_kit, role_format):
     signed = xades_kit.sign("profil-zaufany", role_format=role_format)
-    assert xades.XPATH_NOT_SIGNATURE.encode() in signed
-    assert xades.ALG_ENVELOPED.encode() not in signed
+    assert XPATH_NOT_SIGNATURE.encode() in signed
+    assert ALG_ENVELOPED.encode() not in signed
     result = xades_kit.check(signed)
     assert result.ok, result.problems
     # the certificate is the Ministry's seal; the person comes from the signed claimed role only
@@ -420,7 +428,7 @@ def test_schema_invalid_but_validly_signed(xades_kit):
 
 def test_every_code_has_both_messages():
     for code in xades.PROBLEM_CODES:
-        p = xades.problem(code, n=1, x="1", y="2")
+        p = problem(code, n=1, x="1", y="2")
         assert p.code == code and p.message_pl and p.message_en and p.message_pl != p.message_en
 
 
@@ -491,32 +499,32 @@ def test_signer_from_certificate_subjects():
         (N.SERIAL_NUMBER, "VATPL-5261040828"),
         (N.COMMON_NAME, "Firma"),
     )
-    assert xades.signer_from_certificate(seal_serial) == xades.Signer(kind="seal", nip=NIP, name="Firma")
+    assert signer_from_certificate(seal_serial) == xades.Signer(kind="seal", nip=NIP, name="Firma")
     person_nip = _cert_with(
         (N.GIVEN_NAME, "Jan"),
         (N.SURNAME, "Kowalski"),
         (N.SERIAL_NUMBER, "TINPL-5261040828"),
         (N.COMMON_NAME, "Jan Kowalski"),
     )
-    assert xades.signer_from_certificate(person_nip) == xades.Signer(
+    assert signer_from_certificate(person_nip) == xades.Signer(
         kind="person", nip=NIP, name="Jan Kowalski"
     )
     person_pesel = _cert_with(
         (N.GIVEN_NAME, "Jan"), (N.SURNAME, "Kowalski"), (N.SERIAL_NUMBER, "PESEL-88102341294")
     )
-    signer = xades.signer_from_certificate(person_pesel)
+    signer = signer_from_certificate(person_pesel)
     assert (signer.kind, signer.pesel_masked, signer.name) == ("person", "*******1294", "Jan Kowalski")
     unknown = _cert_with((N.COMMON_NAME, "Ktoś"))
-    assert xades.signer_from_certificate(unknown) == xades.Signer(kind="person", name="Ktoś")
+    assert signer_from_certificate(unknown) == xades.Signer(kind="person", name="Ktoś")
     # the real KSeF TEST samples
     from cryptography.x509 import load_pem_x509_certificate
 
     ksef_person = load_pem_x509_certificate((DATA / "mf-test-authentication.crt").read_bytes())
-    assert xades.signer_from_certificate(ksef_person) == xades.Signer(
+    assert signer_from_certificate(ksef_person) == xades.Signer(
         kind="person", nip="5795955811", name="Clyde Alchfrin"
     )
     ksef_seal = load_pem_x509_certificate((DATA / "mf-test-seal-authentication.crt").read_bytes())
-    assert xades.signer_from_certificate(ksef_seal).kind == "seal"
+    assert signer_from_certificate(ksef_seal).kind == "seal"
 
 
 # --- interoperability with an independent implementation (signxml) ---------------------------------------------
@@ -570,4 +578,4 @@ def test_a_signxml_xades_signature_passes_our_check(xades_kit):
 
 
 def test_the_shipped_schema_is_the_official_file_unchanged():
-    assert xades.XSD_PATH.read_bytes() == (OFFICIAL / "schemat_auth_v2-1.xsd").read_bytes()
+    assert XSD_PATH.read_bytes() == (OFFICIAL / "schemat_auth_v2-1.xsd").read_bytes()

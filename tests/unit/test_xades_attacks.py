@@ -14,12 +14,17 @@ import xmlsec
 from lxml import etree
 
 from klucznik import xades
+from klucznik.xades.names import ALG_ENVELOPED
+from klucznik.xades.names import DS_SIGNATURE
+from klucznik.xades.names import NS_AUTH_20
+from klucznik.xades.names import NS_DS
+from klucznik.xades.verify import _embedded_certificates
 from tests.xades_fixtures import CHALLENGE
 from tests.xades_fixtures import NIP
 from tests.xades_fixtures import OTHER_CHALLENGE
 from tests.xades_fixtures import OTHER_NIP
 
-DS = xades.NS_DS
+DS = NS_DS
 
 
 def codes(result: xades.CheckResult) -> list[str]:
@@ -29,9 +34,9 @@ def codes(result: xades.CheckResult) -> list[str]:
 def verifies_with_xmlsec(signed: bytes, kit) -> bool:
     """Would a verifier that only checks the cryptography accept this file? (proves the attack is real)"""
     root = etree.fromstring(signed)
-    sig = root if root.tag == xades.DS_SIGNATURE else root.find(f".//{xades.DS_SIGNATURE}")
+    sig = root if root.tag == DS_SIGNATURE else root.find(f".//{DS_SIGNATURE}")
     ctx = xmlsec.SignatureContext()
-    cert = xades._embedded_certificates(sig)[0]
+    cert = _embedded_certificates(sig)[0]
     from cryptography.hazmat.primitives import serialization
 
     ctx.key = xmlsec.Key.from_memory(
@@ -81,7 +86,7 @@ def test_xpath_with_ds_bound_to_another_namespace_is_refused(xades_kit):
 
 def test_unknown_transform_is_refused(xades_kit):
     signed = xades_kit.sign("enveloped").replace(
-        xades.ALG_ENVELOPED.encode(), b"http://www.w3.org/TR/1999/REC-xslt-19991116"
+        ALG_ENVELOPED.encode(), b"http://www.w3.org/TR/1999/REC-xslt-19991116"
     )
     assert codes(xades_kit.check(signed)) == ["unexpected_transform"]
 
@@ -139,8 +144,8 @@ def test_second_signature(xades_kit):
 def test_signature_not_directly_under_the_root(xades_kit):
     signed = xades_kit.sign("enveloped")
     root = etree.fromstring(signed)
-    sig = root.find(xades.DS_SIGNATURE)
-    root.find(f"{{{xades.NS_AUTH_20}}}ContextIdentifier").append(sig)
+    sig = root.find(DS_SIGNATURE)
+    root.find(f"{{{NS_AUTH_20}}}ContextIdentifier").append(sig)
     moved = etree.tostring(root)
     assert codes(xades_kit.check(moved)) == ["partial_reference"]
 

@@ -12,13 +12,22 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
-from klucznik import clients
-from klucznik import office
-from klucznik import wizard
 from klucznik import xades
-from klucznik.ksef_client import KsefError
+from klucznik.authorize.flow import advance
+from klucznik.authorize.requests import WizardError
+from klucznik.authorize.requests import get_request
+from klucznik.authorize.session import active_tokens
+from klucznik.authorize.signed_xml import check_upload
+from klucznik.authorize.signed_xml import issue_request
+from klucznik.authorize.signed_xml import submit
+from klucznik.ksef.errors import KsefError
+from klucznik.ksef.statuses import AUTH_STATUS_CODES
+from klucznik.ksef.statuses import explain_auth_status
+from klucznik.records import clients
+from klucznik.records import office
 from sandbox import ca
 from sandbox import signer
+from tests.conftest import NOW
 from tests.sandbox_fixtures import OFFICE_NIP
 
 PESEL = "88102341294"
@@ -34,7 +43,7 @@ def _issue(setup, method="grant"):
     store, company, server = setup
     ksef = server.client()
     at = server.state.now()
-    request = wizard.issue_request(
+    request = issue_request(
         store, client_id=company.id, method=method, ksef=ksef, actor="admin", at=at
     )
     return request, ksef, at
@@ -49,7 +58,7 @@ def _run(setup, request, ksef, at, *, limit=20):
     store, _, _ = setup
     progress = None
     for i in range(limit):
-        progress = wizard.advance(
+        progress = advance(
             store, request_id=request.id, ksef=ksef, actor="admin", at=at + timedelta(seconds=i)
         )
         if progress.done:
@@ -82,16 +91,16 @@ def test_method_1_whole_flow_grants_the_office(setup, style):
         signed = _sign(request, pesel=PESEL, style=style)
     else:
         signed = _sign(request, nip=company.nip, style=style)
-    result = wizard.check_upload(store, request_id=request.id, data=signed, actor="admin", at=at)
+    result = check_upload(store, request_id=request.id, data=signed, actor="admin", at=at)
     assert result.ok, result.problems
-    submitted = wizard.submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
+    submitted = submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
     assert submitted.status == "submitted" and submitted.reference_number
     # KSeF received the uploaded bytes unchanged
     assert server.exchanges("/auth/xades-signature")[-1].body == signed
     progress = _run(setup, request, ksef, at)
     assert progress.ok, progress
     with store.connect() as db:
-        tokens = wizard.active_tokens(db, company.id)
+        tokens = active_tokens(db, company.id)
         row = db.execute("SELECT context_nip, status FROM ksef_tokens").fetchall()
         assert clients.get_client(db, company.id).auth_method == "grant"
         actions = [r[0] for r in db.execute("SELECT action FROM audit_log ORDER BY id").fetchall()]
@@ -114,10 +123,10 @@ def test_method_1_whole_flow_grants_the_office(setup, style):
 def test_method_2_enrolls_and_stores_two_generated_certificates(setup):
     store, company, server = setup
     request, ksef, at = _issue(setup, method="portal_certs")
-    assert wizard.check_upload(
+    assert check_upload(
         store, request_id=request.id, data=_sign(request, nip=company.nip), actor="admin", at=at
     ).ok
-    wizard.submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
+    submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
     progress = _run(setup, request, ksef, at)
     assert progress.ok, progress
     with store.connect() as db:
@@ -127,7 +136,7 @@ def test_method_2_enrolls_and_stores_two_generated_certificates(setup):
             [company.id],
         ).fetchall()
         assert clients.get_client(db, company.id).auth_method == "portal_certs"
-        followup = wizard.get_request(db, request.id).followup
+        followup = get_request(db, request.id).followup
     assert [(c[0], c[1], c[2], c[3]) for c in creds] == [
         ("offline", "generated", "Offline", "active"),
         ("online", "generated", "Authentication", "active"),
@@ -142,10 +151,10 @@ def test_method_2_enrolls_and_stores_two_generated_certificates(setup):
 
     # a second run supersedes (never deletes) the first pair
     request2, ksef2, at2 = _issue(setup, method="portal_certs")
-    wizard.check_upload(
+    check_upload(
         store, request_id=request2.id, data=_sign(request2, nip=company.nip), actor="admin", at=at2
     )
-    wizard.submit(store, request_id=request2.id, ksef=ksef2, actor="admin", at=at2)
+    submit(store, request_id=request2.id, ksef=ksef2, actor="admin", at=at2)
     assert _run(setup, request2, ksef2, at2).ok
     with store.connect() as db:
         statuses = sorted(
@@ -160,31 +169,31 @@ def test_expired_challenge_is_refused_before_sending(setup):
     request, ksef, at = _issue(setup)
     signed = _sign(request, nip=company.nip)
     late = request.expires_at + timedelta(seconds=1)
-    result = wizard.check_upload(store, request_id=request.id, data=signed, actor="admin", at=late)
+    result = check_upload(store, request_id=request.id, data=signed, actor="admin", at=late)
     assert [p.code for p in result.problems] == ["challenge_expired"]
     # checked in time, but the confirm button pressed too late
-    assert wizard.check_upload(store, request_id=request.id, data=signed, actor="admin", at=at).ok
-    with pytest.raises(wizard.WizardError) as info:
-        wizard.submit(store, request_id=request.id, ksef=ksef, actor="admin", at=late)
+    assert check_upload(store, request_id=request.id, data=signed, actor="admin", at=at).ok
+    with pytest.raises(WizardError) as info:
+        submit(store, request_id=request.id, ksef=ksef, actor="admin", at=late)
     assert info.value.code == "challenge_expired"
     assert info.value.message_pl.startswith("Minęło ponad 10 minut")
     assert server.exchanges("/auth/xades-signature") == []
     with store.connect() as db:
-        assert wizard.get_request(db, request.id).status == "expired"
+        assert get_request(db, request.id).status == "expired"
 
 
 def test_challenge_expired_at_ksef_is_explained(setup):
     store, company, server = setup
     request, ksef, at = _issue(setup)
-    assert wizard.check_upload(
+    assert check_upload(
         store, request_id=request.id, data=_sign(request, nip=company.nip), actor="admin", at=at
     ).ok
     server.advance(minutes=11)  # KSeF's clock ran past the challenge although ours did not
     with pytest.raises(KsefError) as info:
-        wizard.submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
+        submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
     assert 21111 in info.value.codes
     with store.connect() as db:
-        failed = wizard.get_request(db, request.id)
+        failed = get_request(db, request.id)
         op = db.execute(
             "SELECT ok, http_status, ksef_code FROM ksef_operations WHERE operation = ?",
             ["auth.xades_signature"],
@@ -197,14 +206,14 @@ def test_signer_without_permissions_is_refused_by_ksef_with_status_415(setup):
     store, company, server = setup
     request, ksef, at = _issue(setup)
     signed = _sign(request, pesel=PESEL)  # a person who is not linked to the company
-    assert wizard.check_upload(store, request_id=request.id, data=signed, actor="admin", at=at).ok
-    wizard.submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
+    assert check_upload(store, request_id=request.id, data=signed, actor="admin", at=at).ok
+    submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
     progress = _run(setup, request, ksef, at)
     assert not progress.ok and progress.request.status == "failed"
     assert progress.explanation.code == 415
     assert progress.explanation.message_pl.startswith("Podpisujący nie ma w KSeF uprawnień do tej firmy.")
     with store.connect() as db:
-        assert wizard.active_tokens(db, company.id) is None
+        assert active_tokens(db, company.id) is None
 
 
 def _expired_seal(nip: str):
@@ -235,8 +244,8 @@ def test_expired_certificate_is_refused_by_ksef_with_status_460(setup):
     store, company, server = setup
     request, ksef, at = _issue(setup)
     signed = _sign(request, identity=_expired_seal(company.nip))
-    assert wizard.check_upload(store, request_id=request.id, data=signed, actor="admin", at=at).ok
-    wizard.submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
+    assert check_upload(store, request_id=request.id, data=signed, actor="admin", at=at).ok
+    submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
     progress = _run(setup, request, ksef, at)
     assert progress.request.status == "failed"
     assert progress.explanation.code == 460
@@ -249,14 +258,14 @@ def test_503_once_keeps_the_file_for_another_try(setup):
     store, company, server = setup
     request, ksef, at = _issue(setup)
     signed = _sign(request, nip=company.nip)
-    assert wizard.check_upload(store, request_id=request.id, data=signed, actor="admin", at=at).ok
+    assert check_upload(store, request_id=request.id, data=signed, actor="admin", at=at).ok
     server.inject("POST /auth/xades-signature", "error", status=503, times=1)
     with pytest.raises(KsefError) as info:
-        wizard.submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
+        submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
     assert info.value.http_status == 503
     with store.connect() as db:
-        assert wizard.get_request(db, request.id).status == "checked"
-    wizard.submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
+        assert get_request(db, request.id).status == "checked"
+    submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
     assert _run(setup, request, ksef, at).ok
     bodies = [e.body for e in server.exchanges("/auth/xades-signature")]
     assert bodies == [signed, signed]
@@ -265,12 +274,12 @@ def test_503_once_keeps_the_file_for_another_try(setup):
 def test_polling_503_is_a_passing_notice(setup):
     store, company, server = setup
     request, ksef, at = _issue(setup)
-    wizard.check_upload(
+    check_upload(
         store, request_id=request.id, data=_sign(request, nip=company.nip), actor="admin", at=at
     )
-    wizard.submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
+    submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
     server.inject("GET /auth/{referenceNumber}", "error", status=503, times=10)
-    progress = wizard.advance(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
+    progress = advance(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
     assert not progress.done and progress.notice is not None and progress.request.status == "submitted"
     server.clear_faults()
     assert _run(setup, request, ksef, at).ok
@@ -279,37 +288,37 @@ def test_polling_503_is_a_passing_notice(setup):
 def test_bad_upload_is_not_stored_and_cannot_be_submitted(setup):
     store, company, server = setup
     request, ksef, at = _issue(setup)
-    result = wizard.check_upload(
+    result = check_upload(
         store, request_id=request.id, data=request.unsigned_xml, actor="admin", at=at
     )
     assert [p.code for p in result.problems] == ["not_signed"]
-    with pytest.raises(wizard.WizardError):
-        wizard.submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
+    with pytest.raises(WizardError):
+        submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
     with store.connect() as db:
-        assert wizard.get_request(db, request.id).signed_xml is None
+        assert get_request(db, request.id).signed_xml is None
 
 
 def test_every_auth_status_code_is_explained_in_both_languages():
     seen = set()
     for code in (100, 200, 415, 425, 450, 460, 470, 480, 500, 550):
-        e = wizard.explain_auth_status(code, "opis", ("szczegół",))
+        e = explain_auth_status(code, "opis", ("szczegół",))
         assert e.message_pl and e.message_en and e.message_pl != e.message_en
         assert e.final == (code != 100) and e.ok == (code == 200)
         seen.add(e.message_pl)
     assert len(seen) == 10
-    assert set(wizard.AUTH_STATUS_CODES) == {100, 200, 415, 425, 450, 460, 470, 480, 500, 550}
-    assert wizard.explain_auth_status(999).final
+    assert set(AUTH_STATUS_CODES) == {100, 200, 415, 425, 450, 460, 470, 480, 500, 550}
+    assert explain_auth_status(999).final
 
 
 def test_a_second_submit_cannot_send_the_file_twice(setup):
     store, company, server = setup
     request, ksef, at = _issue(setup)
-    wizard.check_upload(
+    check_upload(
         store, request_id=request.id, data=_sign(request, nip=company.nip), actor="admin", at=at
     )
-    wizard.submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
-    with pytest.raises(wizard.WizardError) as info:
-        wizard.submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
+    submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
+    with pytest.raises(WizardError) as info:
+        submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
     assert info.value.code == "wrong_state"
     assert len(server.exchanges("/auth/xades-signature")) == 1
     assert _run(setup, request, ksef, at).ok  # the first send is not disturbed
@@ -318,30 +327,30 @@ def test_a_second_submit_cannot_send_the_file_twice(setup):
 def test_a_bad_file_after_a_good_one_leaves_nothing_to_send(setup):
     store, company, server = setup
     request, ksef, at = _issue(setup)
-    assert wizard.check_upload(
+    assert check_upload(
         store, request_id=request.id, data=_sign(request, nip=company.nip), actor="admin", at=at
     ).ok
-    assert not wizard.check_upload(store, request_id=request.id, data=b"%PDF-1.4", actor="admin", at=at).ok
+    assert not check_upload(store, request_id=request.id, data=b"%PDF-1.4", actor="admin", at=at).ok
     with store.connect() as db:
-        reset = wizard.get_request(db, request.id)
+        reset = get_request(db, request.id)
     assert (reset.status, reset.signed_xml, reset.signer) == ("issued", None, None)
-    with pytest.raises(wizard.WizardError):
-        wizard.submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
+    with pytest.raises(WizardError):
+        submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
 
 
 def test_a_send_interrupted_by_a_stopped_portal_can_be_retried(setup):
     store, company, server = setup
     request, ksef, at = _issue(setup)
-    wizard.check_upload(
+    check_upload(
         store, request_id=request.id, data=_sign(request, nip=company.nip), actor="admin", at=at
     )
     with store.write() as db:  # what a crash between the claim and KSeF's answer leaves behind
         db.execute("UPDATE auth_requests SET status = 'sending' WHERE id = ?", [request.id])
-    early = wizard.advance(
+    early = advance(
         store, request_id=request.id, ksef=ksef, actor="admin", at=at + timedelta(seconds=30)
     )
     assert early.request.status == "sending"
-    later = wizard.advance(
+    later = advance(
         store, request_id=request.id, ksef=ksef, actor="admin", at=at + timedelta(minutes=3)
     )
     assert later.request.status == "checked"
@@ -350,14 +359,14 @@ def test_a_send_interrupted_by_a_stopped_portal_can_be_retried(setup):
 def test_refused_submission_is_explained_in_plain_words(setup):
     store, company, server = setup
     request, ksef, at = _issue(setup)
-    wizard.check_upload(
+    check_upload(
         store, request_id=request.id, data=_sign(request, nip=company.nip), actor="admin", at=at
     )
     server.advance(minutes=11)
     with pytest.raises(KsefError):
-        wizard.submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
+        submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
     with store.connect() as db:
-        explanation = wizard.get_request(db, request.id).explanation()
+        explanation = get_request(db, request.id).explanation()
     assert explanation.code == 21111 and explanation.final and not explanation.ok
     assert "wyzwanie" in explanation.message_pl.lower() or "wyzwani" in explanation.message_pl.lower()
     assert explanation.message_pl != explanation.message_en
@@ -369,18 +378,18 @@ def test_missing_office_nip_stops_method_1_with_a_reason(setup):
         office.save_office(
             db,
             office.OfficeProfile(name="Biuro", nip="", ksef_environment="sandbox", sandbox_url=server.url),
-            actor="admin",
+            actor="admin", at=NOW
         )
     request, ksef, at = _issue(setup)
-    wizard.check_upload(
+    check_upload(
         store, request_id=request.id, data=_sign(request, nip=company.nip), actor="admin", at=at
     )
-    wizard.submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
+    submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
     progress = _run(setup, request, ksef, at)
     assert progress.request.status == "failed"
     assert progress.explanation.message_pl.startswith("Uzupełnij NIP biura")
     with store.connect() as db:
-        assert wizard.active_tokens(db, company.id) is not None  # the login itself succeeded and is kept
+        assert active_tokens(db, company.id) is not None  # the login itself succeeded and is kept
 
 
 def test_certificate_limit_stops_method_2_before_any_request(setup):
@@ -389,10 +398,10 @@ def test_certificate_limit_stops_method_2_before_any_request(setup):
     store, company, server = setup
     server.state.set_limits(Identity("Nip", company.nip), enrollments=1, certificates=1)
     request, ksef, at = _issue(setup, method="portal_certs")
-    wizard.check_upload(
+    check_upload(
         store, request_id=request.id, data=_sign(request, nip=company.nip), actor="admin", at=at
     )
-    wizard.submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
+    submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
     progress = _run(setup, request, ksef, at)
     assert progress.request.status == "failed"
     assert "limit" in progress.explanation.message_en
@@ -405,10 +414,10 @@ def test_generated_authentication_certificate_logs_in_to_ksef(setup):
 
     store, company, server = setup
     request, ksef, at = _issue(setup, method="portal_certs")
-    wizard.check_upload(
+    check_upload(
         store, request_id=request.id, data=_sign(request, nip=company.nip), actor="admin", at=at
     )
-    wizard.submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
+    submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
     assert _run(setup, request, ksef, at).ok
     with store.connect() as db:
         der, key_pem = db.execute(

@@ -8,10 +8,11 @@ import threading
 import pytest
 from bs4 import BeautifulSoup
 
-from klucznik import office
-from klucznik import users
-from klucznik.storage import Store
+from klucznik.instance.store import Store
+from klucznik.records import office
+from klucznik.records import users
 from tests.conftest import ADMIN
+from tests.conftest import NOW
 from tests.conftest import WebClient
 from tests.foundation_tests_fixtures import dump
 
@@ -39,7 +40,7 @@ def audit_rows(response) -> list[dict[str, str]]:  # noqa: ANN001
 
 
 def staff_client(app, store: Store, username: str = "ewa") -> WebClient:  # noqa: ANN001
-    users.create_user(store, username=username, role="staff", password="initial-password", actor=ADMIN)
+    users.create_user(store, username=username, role="staff", password="initial-password", actor=ADMIN, at=NOW)
     client = WebClient(app.test_client())
     client.login(username, "initial-password")
     response = client.post(
@@ -239,11 +240,11 @@ def test_audit_filters(app, web: WebClient, store: Store) -> None:  # noqa: ANN0
 
 
 def test_audit_log_is_paginated(web: WebClient, store: Store) -> None:
-    from klucznik import audit
+    from klucznik.records import audit
 
     with store.write() as db:
         for i in range(120):
-            audit.record(db, actor=ADMIN, action="test.bulk", object_type="x", object_id=i)
+            audit.record(db, actor=ADMIN, action="test.bulk", object_type="x", object_id=i, at=NOW)
     first = web.get("/admin/audit?action=test.bulk")
     assert len(audit_rows(first)) == 50 and "Strona 1 z 3" in text(first)
     third = audit_rows(web.get("/admin/audit?action=test.bulk&page=3"))

@@ -7,8 +7,9 @@ from datetime import timedelta
 import pytest
 from bs4 import BeautifulSoup
 
-from klucznik import certificates as c
-from klucznik import clients
+from klucznik import certs as c
+from klucznik.certs.model import SLOT_TYPES
+from klucznik.records import clients
 from tests.certs_fixtures import AT
 from tests.certs_fixtures import OTHER_NIP
 from tests.certs_fixtures import PASSWORD
@@ -21,6 +22,7 @@ from tests.certs_fixtures import key_pem
 from tests.certs_fixtures import pkcs12_file
 from tests.certs_fixtures import rsa_key
 from tests.certs_fixtures import sample
+from tests.conftest import NOW
 
 TABLES = ("credentials", "clients", "audit_log")
 
@@ -28,7 +30,7 @@ TABLES = ("credentials", "clients", "audit_log")
 @pytest.fixture
 def pinned(app):
     """Validation time pinned to :data:`AT` (the generated certificates are valid around it)."""
-    app.config["KLUCZNIK_CERTS_AT"] = AT
+    app.config["KLUCZNIK_CLOCK"] = lambda: AT
     return app
 
 
@@ -263,7 +265,7 @@ def test_only_one_file_chosen_checks_that_file_alone(web, client_company, pinned
 def test_real_sample_inline(web, store, pinned):
     s = sample("seal")
     with store.write() as db:
-        client = clients.create_client(db, clients.validate(nip=s.nip, name="Onbeald"), actor="admin")
+        client = clients.create_client(db, clients.validate(nip=s.nip, name="Onbeald"), actor="admin", at=NOW)
     form = {"online_crt": s.crt, "online_key": s.key, "online_password": s.password, "nip": s.nip}
     response = post_check(web, client.id, "online-password", form)
     found = statuses(response)
@@ -311,7 +313,7 @@ def test_full_upload_stores_both_pairs(web, store, client_company, pinned):
             assert (
                 row["key_password"] == PASSWORD and row["status"] == "active" and row["origin"] == "uploaded"
             )
-            assert row["serial"] == info.serial and row["ksef_type"] == c.SLOT_TYPES[slot]
+            assert row["serial"] == info.serial and row["ksef_type"] == SLOT_TYPES[slot]
             assert row["fingerprint"] == info.fingerprint and row["created_by"] == "admin"
         assert clients.get_client(db, client_company.id).auth_method == "user_certs"
         audit = list(db.query("SELECT * FROM audit_log WHERE action = 'credentials.upload'"))

@@ -7,9 +7,10 @@ import re
 import pytest
 from bs4 import BeautifulSoup
 
-from klucznik import clients
-from klucznik.storage import Store
+from klucznik.instance.store import Store
+from klucznik.records import clients
 from tests.conftest import ADMIN
+from tests.conftest import NOW
 from tests.conftest import WebClient
 from tests.foundation_tests_fixtures import dump
 from tests.foundation_tests_fixtures import nips
@@ -31,7 +32,7 @@ def bulk(store: Store, count: int, *, prefix: str = "Firma", start: int = 0) -> 
     values = nips(count, start=start)
     with store.write() as db:
         for i, nip in enumerate(values):
-            clients.create_client(db, clients.validate(nip=nip, name=f"{prefix} {i:04d}"), actor=ADMIN)
+            clients.create_client(db, clients.validate(nip=nip, name=f"{prefix} {i:04d}"), actor=ADMIN, at=NOW)
     return values
 
 
@@ -138,7 +139,7 @@ def test_archive_and_restore(web: WebClient, store: Store, client_company) -> No
 def test_search_full_page_and_htmx_partial(web: WebClient, store: Store) -> None:
     with store.write() as db:
         for name, nip in zip(["Żółta Łódka", "Zielony Ogród", "Łąka Sp. j."], nips(3), strict=True):
-            clients.create_client(db, clients.validate(nip=nip, name=name), actor=ADMIN)
+            clients.create_client(db, clients.validate(nip=nip, name=name), actor=ADMIN, at=NOW)
     full = web.get("/clients?q=ŁÓD")
     partial = web.get("/clients?q=ŁÓD", htmx=True)
     for response in (full, partial):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from klucznik.keyring import TEST_KDF
-from klucznik.storage import Store
+from klucznik.instance.keyring import TEST_KDF
+from klucznik.instance.store import Store
 from tests.conftest import WebClient
 from tests.conftest import make_app
 

@@ -18,13 +18,14 @@ from bs4 import BeautifulSoup
 from werkzeug.datastructures import FileStorage
 from werkzeug.test import encode_multipart
 
-from klucznik import clients
-from klucznik import users
-from klucznik.keyring import TEST_KDF
-from klucznik.storage import Store
+from klucznik.instance.keyring import TEST_KDF
+from klucznik.instance.store import Store
+from klucznik.records import clients
+from klucznik.records import users
 from klucznik.throttle import LoginThrottle
 from tests.conftest import ADMIN
 from tests.conftest import ADMIN_PASSWORD
+from tests.conftest import NOW
 from tests.conftest import WebClient
 from tests.conftest import make_app
 from tests.foundation_tests_fixtures import dump
@@ -207,7 +208,7 @@ def crawl(client: WebClient, start: list[str], limit: int = 80) -> dict[str, int
 def test_crawl_every_page_for_headers_and_inline_code(web: WebClient, store: Store, client_company) -> None:  # noqa: ANN001
     with store.write() as db:
         for i in range(30):  # more than a page, so pager links are followed too
-            clients.create_client(db, clients.validate(nip=_nip(i), name=f"Firma {i:02d}"), actor=ADMIN)
+            clients.create_client(db, clients.validate(nip=_nip(i), name=f"Firma {i:02d}"), actor=ADMIN, at=NOW)
     seen = crawl(
         web,
         [
@@ -342,7 +343,7 @@ def test_login_throttling_per_user_and_address(app, store: Store) -> None:  # no
     assert int(match.group(1)) == 50
     # Another address, and another user from the same address, are not blocked.
     login_client(app, environ_base={"REMOTE_ADDR": "10.0.0.2"})
-    users.create_user(store, username="ewa", role="staff", password="initial-password", actor=ADMIN)
+    users.create_user(store, username="ewa", role="staff", password="initial-password", actor=ADMIN, at=NOW)
     other_user = WebClient(app.test_client())
     other_user.get("/login")
     assert (
@@ -592,7 +593,7 @@ def test_database_not_ours_gives_a_clear_page(
     source = None
     if kind == "another instance":
         other = Store(tmp_path / "other", kdf=TEST_KDF)
-        other.setup(ADMIN, ADMIN_PASSWORD)
+        other.setup(ADMIN, ADMIN_PASSWORD, at=NOW)
         other.seal()
         source = other.path
     _replace_data(store, source)

@@ -13,10 +13,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from bs4 import BeautifulSoup
 
-from klucznik import wizard
-from klucznik.ksef_client import RetryPolicy
+from klucznik.authorize.requests import AuthRequest
+from klucznik.authorize.requests import get_request
+from klucznik.authorize.session import active_tokens
+from klucznik.ksef.transport import RetryPolicy
 from sandbox import ca
 from sandbox import signer
+from tests.conftest import NOW
 from tests.sandbox_fixtures import OFFICE_NIP
 
 PESEL = "88102341294"
@@ -37,7 +40,7 @@ class Clock:
 def wiz(app, web, store, client_company, sandbox_server, sandbox_office):
     """The portal wired to the sandbox: office settings, a pinned clock and a KSeF client that never sleeps."""
     clock = Clock(sandbox_server)
-    app.config["WIZARD_CLOCK"] = clock
+    app.config["KLUCZNIK_CLOCK"] = clock
     app.config["KSEF_CLIENT_OPTIONS"] = {
         "retries": RetryPolicy(attempts=3, backoff=0.0, rate_limit_attempts=2, max_retry_after=1),
         "sleep": lambda seconds: None,
@@ -56,18 +59,18 @@ def wiz(app, web, store, client_company, sandbox_server, sandbox_office):
             )
             self.base = f"/clients/{client_company.id}/wizard"
 
-        def new_attempt(self, slug: str = "grant") -> wizard.AuthRequest:
+        def new_attempt(self, slug: str = "grant") -> AuthRequest:
             assert self.web.get(f"{self.base}/{slug}").status_code == 200  # the page with the button
             response = self.web.post(f"{self.base}/{slug}/new")
             assert response.status_code == 303, response.get_data(as_text=True)
             request_id = int(re.search(r"/attempts/(\d+)$", response.headers["Location"]).group(1))
             with self.store.connect() as db:
-                return wizard.get_request(db, request_id)
+                return get_request(db, request_id)
 
-        def url(self, attempt: wizard.AuthRequest, action: str = "") -> str:
+        def url(self, attempt: AuthRequest, action: str = "") -> str:
             return f"{self.base}/attempts/{attempt.id}" + (f"/{action}" if action else "")
 
-        def download(self, attempt: wizard.AuthRequest) -> bytes:
+        def download(self, attempt: AuthRequest) -> bytes:
             response = self.web.get(self.url(attempt, "AuthTokenRequest.xml"))
             assert response.status_code == 200
             assert response.headers["Content-Disposition"] == "attachment; filename=AuthTokenRequest.xml"
@@ -143,9 +146,9 @@ def test_method_1_whole_flow_up_to_stored_tokens_and_grant(wiz):
     final = wiz.follow(attempt)
     assert "hx-trigger" not in final.get_data(as_text=True)
     with wiz.store.connect() as db:
-        tokens = wizard.active_tokens(db, wiz.company.id)
+        tokens = active_tokens(db, wiz.company.id)
         row = db.execute("SELECT context_nip FROM ksef_tokens WHERE status = 'active'").fetchone()
-        done = wizard.get_request(db, attempt.id)
+        done = get_request(db, attempt.id)
     assert tokens is not None and row == (wiz.company.nip,)
     assert done.status == "done"
     shown = tokens.refresh_token.valid_until.astimezone(ZoneInfo("Europe/Warsaw")).strftime("%Y-%m-%d %H:%M")
@@ -220,7 +223,7 @@ def test_signature_the_sandbox_rejects(wiz):
     assert "Podpisujący nie ma w KSeF uprawnień do tej firmy." in text(final)
     assert f'action="{wiz.base}/grant/new"' in body
     with wiz.store.connect() as db:
-        assert wizard.active_tokens(db, wiz.company.id) is None
+        assert active_tokens(db, wiz.company.id) is None
 
 
 def test_sandbox_answers_503_once(wiz):
@@ -235,7 +238,7 @@ def test_sandbox_answers_503_once(wiz):
     assert 'id="progress"' in second.get_data(as_text=True)
     wiz.follow(attempt)
     with wiz.store.connect() as db:
-        assert wizard.active_tokens(db, wiz.company.id) is not None
+        assert active_tokens(db, wiz.company.id) is not None
 
 
 def test_challenge_unavailable_is_explained(wiz):
@@ -247,12 +250,12 @@ def test_challenge_unavailable_is_explained(wiz):
 
 
 def test_another_clients_attempt_is_not_reachable(wiz, store):
-    from klucznik import clients
+    from klucznik.records import clients
 
     attempt = wiz.new_attempt()
     with store.write() as db:
         other = clients.create_client(
-            db, clients.validate(nip="7792433527", name="Inna Firma"), actor="admin"
+            db, clients.validate(nip="7792433527", name="Inna Firma"), actor="admin", at=NOW
         )
     response = wiz.web.get(f"/clients/{other.id}/wizard/attempts/{attempt.id}/AuthTokenRequest.xml")
     assert response.status_code == 404

@@ -1,0 +1,198 @@
+"""Step 4 of methods 1 and 2: follow KSeF until the method is done, one round of calls per :func:`advance`.
+
+Called by the web page's polling and by scripts in a loop; it never sleeps. Writes happen only when
+something changed, so polling every second does not write every second. A refusal by KSeF (HTTP 4xx) ends
+the request with the reason in plain words; anything else (no answer, 5xx, 429) is temporary and the next
+round retries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from klucznik.authorize import enroll
+from klucznik.authorize import grant
+from klucznik.authorize.requests import SENDING_TIMEOUT
+from klucznik.authorize.requests import AuthRequest
+from klucznik.authorize.requests import WizardError
+from klucznik.authorize.requests import failed_changes
+from klucznik.authorize.requests import get_request
+from klucznik.authorize.requests import log_step
+from klucznik.authorize.requests import update_request
+from klucznik.authorize.requests import with_error
+from klucznik.authorize.session import client_with_tokens
+from klucznik.authorize.session import save_tokens
+from klucznik.instance.store import Store
+from klucznik.ksef.client import KsefClient
+from klucznik.ksef.errors import KsefError
+from klucznik.ksef.statuses import Explanation
+from klucznik.ksef.statuses import explain_auth_status
+from klucznik.records import clients
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a request stands after one :func:`advance`; ``notice`` = a passing problem (will retry)."""
+
+    request: AuthRequest
+    explanation: Explanation | None
+    notice: KsefError | None = None
+
+    @property
+    def done(self) -> bool:
+        """True when nothing more will happen (success or failure)."""
+        return self.request.final
+
+    @property
+    def ok(self) -> bool:
+        """True when the whole method finished successfully."""
+        return self.request.status == "done"
+
+
+def advance(
+    store: Store,
+    *,
+    request_id: int,
+    ksef: KsefClient,
+    actor: str,
+    at: datetime,
+    ip: str | None = None,
+    client_id: int | None = None,
+) -> Progress:
+    """Do at most one round of KSeF calls for the request's current step and store what changed.
+
+    Called by the web page's polling and by scripts in a loop; it never sleeps. Writes happen only when
+    something changed, so polling every second does not write a snapshot every second.
+    """
+    with store.connect() as db:
+        request = get_request(db, request_id, client_id=client_id)
+    if request.status == "sending" and at - request.updated_at > SENDING_TIMEOUT:
+        with store.write() as db:  # the portal stopped while sending: let the user press the button again
+            update_request(db, request.id, at, status="checked")
+            request = get_request(db, request.id)
+    try:
+        if request.status == "submitted":
+            request = _poll_auth(store, request, ksef=ksef, actor=actor, at=at, ip=ip)
+        if request.status == "authenticated":
+            request = _start_followup(store, request, ksef=ksef, actor=actor, at=at, ip=ip)
+        elif request.status == "granting":
+            request = grant.poll_grant(store, request, ksef=ksef, actor=actor, at=at, ip=ip)
+        elif request.status == "enrolling":
+            request = enroll.poll_enrollments(store, request, ksef=ksef, actor=actor, at=at, ip=ip)
+    except WizardError as exc:  # a step that cannot run (e.g. no office NIP, no tokens): stop with the reason
+        with store.write() as db:
+            request = log_step(
+                db,
+                request,
+                at=at,
+                actor=actor,
+                ip=ip,
+                action="ksef.auth.failed",
+                audit_details={"code": exc.code},
+                changes={"status": "failed", "followup": with_error(request, exc)},
+            )
+        return Progress(request, request.explanation())
+    except KsefError as exc:
+        if exc.http_status is not None and 400 <= exc.http_status < 500 and exc.http_status != 429:
+            with store.write() as db:  # KSeF refused: the request ends here
+                request = log_step(
+                    db,
+                    request,
+                    at=at,
+                    actor=actor,
+                    ip=ip,
+                    action="ksef.auth.failed",
+                    audit_details={"http_status": exc.http_status},
+                    changes=failed_changes(request, exc),
+                    operation=f"wizard.{request.status}",
+                    ok=False,
+                    reference=request.reference_number,
+                    error=exc,
+                )
+        # a refusal ended the request above; anything else is temporary and the next poll retries
+        return Progress(request, request.explanation(), notice=exc)
+    return Progress(request, request.explanation())
+
+
+def _poll_auth(
+    store: Store, request: AuthRequest, *, ksef: KsefClient, actor: str, at: datetime, ip: str | None
+) -> AuthRequest:
+    """Ask KSeF once for the authentication status; on success redeem and store the tokens."""
+    status = ksef.auth_status(request.reference_number, request.authentication_token)
+    code = status.status.code
+    if code == 100:
+        if request.status_code != 100:
+            with store.write() as db:
+                update_request(
+                    db, request.id, at, status_code=100, status_description=status.status.description
+                )
+        return request
+    explanation = explain_auth_status(code, status.status.description, status.status.details)
+    if code != 200:
+        with store.write() as db:
+            return log_step(
+                db,
+                request,
+                at=at,
+                actor=actor,
+                ip=ip,
+                action="ksef.auth.failed",
+                audit_details={"code": code},
+                changes={
+                    "status": "failed",
+                    "status_code": code,
+                    "status_description": "; ".join(status.status.details) or status.status.description,
+                },
+                operation="auth.status",
+                ok=False,
+                reference=request.reference_number,
+                ksef_code=code,
+                description=status.status.description,
+                details={"details": list(status.status.details)},
+            )
+    tokens = ksef.redeem(request.authentication_token)
+    with store.connect() as db:
+        client = clients.get_client(db, request.client_id)
+    with store.write() as db:
+        save_tokens(
+            db,
+            client_id=request.client_id,
+            context_nip=client.nip,
+            reference=request.reference_number,
+            tokens=tokens,
+            at=at,
+        )
+        return log_step(
+            db,
+            request,
+            at=at,
+            actor=actor,
+            ip=ip,
+            action="ksef.auth.success",
+            audit_details={
+                "reference": request.reference_number,
+                "authentication_method": status.authentication_method,
+                "signer": request.signer,
+            },
+            changes={
+                "status": "authenticated",
+                "status_code": 200,
+                "status_description": explanation.ksef_description,
+                "authentication_token": None,
+            },
+            operation="auth.redeem",
+            reference=request.reference_number,
+            ksef_code=200,
+            details={"method": status.authentication_method, "method_code": status.method_info.code},
+        )
+
+
+def _start_followup(
+    store: Store, request: AuthRequest, *, ksef: KsefClient, actor: str, at: datetime, ip: str | None
+) -> AuthRequest:
+    """After login: grant the office's NIP (method 1) or start the certificate enrollments (method 2)."""
+    ksef = client_with_tokens(store, request, ksef)
+    if request.method == "grant":
+        return grant.start_grant(store, request, ksef=ksef, actor=actor, at=at, ip=ip)
+    return enroll.start_enrollments(store, request, ksef=ksef, actor=actor, at=at, ip=ip)

@@ -1,0 +1,104 @@
+"""Method 1: the client grants the office's NIP InvoiceRead and InvoiceWrite, in the client's KSeF session."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from klucznik.authorize.requests import AuthRequest
+from klucznik.authorize.requests import WizardError
+from klucznik.authorize.requests import log_step
+from klucznik.authorize.session import client_with_tokens
+from klucznik.instance.store import Store
+from klucznik.ksef.client import KsefClient
+from klucznik.records import clients
+from klucznik.records import office
+from klucznik.text import Text
+
+
+def start_grant(
+    store: Store, request: AuthRequest, *, ksef: KsefClient, actor: str, at: datetime, ip: str | None
+) -> AuthRequest:
+    """Ask KSeF to grant the office's NIP the invoice permissions in the client's context."""
+    with store.connect() as db:
+        profile = office.get_office(db)
+        client = clients.get_client(db, request.client_id)
+    if not profile.nip:
+        raise WizardError(
+            Text(
+                "Uzupełnij NIP biura w ustawieniach biura, aby nadać mu uprawnienia.",
+                "Fill in the office's NIP in the office settings so it can be granted permissions.",
+            ),
+            code="office_nip_missing",
+        )
+    accepted = ksef.grant_entity(
+        nip=profile.nip,
+        full_name=full_name(profile.name, profile.nip),
+        description=f"Klucznik: biuro rachunkowe {profile.nip} dla {client.nip}",
+        permissions=("InvoiceRead", "InvoiceWrite"),
+    )
+    with store.write() as db:
+        return log_step(
+            db,
+            request,
+            at=at,
+            actor=actor,
+            ip=ip,
+            action="ksef.permissions.grant",
+            audit_details={
+                "office_nip": profile.nip,
+                "reference": accepted.reference_number,
+            },
+            changes={
+                "status": "granting",
+                "status_code": 100,
+                "status_description": None,
+                "followup": {
+                    "stage": "operation",
+                    "grant_reference": accepted.reference_number,
+                    "office_nip": profile.nip,
+                },
+            },
+            operation="permissions.grant_entity",
+            reference=accepted.reference_number,
+            details={"office_nip": profile.nip, "permissions": ["InvoiceRead", "InvoiceWrite"]},
+        )
+
+
+def full_name(name: str, nip: str) -> str:
+    """The office's name as KSeF wants it for a grant (at least five characters)."""
+    text = (name or f"Biuro rachunkowe {nip}").strip()
+    return text if len(text) >= 5 else f"{text} ({nip})"
+
+
+def poll_grant(
+    store: Store, request: AuthRequest, *, ksef: KsefClient, actor: str, at: datetime, ip: str | None
+) -> AuthRequest:
+    """Ask KSeF once for the grant operation's status and store a final answer."""
+    ksef = client_with_tokens(store, request, ksef)
+    reference = request.followup["grant_reference"]
+    status = ksef.operation_status(reference).status
+    if status.code == 100:
+        return request
+    with store.write() as db:
+        ok = status.code == 200
+        if ok:
+            clients.set_auth_method(db, request.client_id, "grant", at=at)
+        return log_step(
+            db,
+            request,
+            at=at,
+            actor=actor,
+            ip=ip,
+            action="ksef.permissions.granted" if ok else "ksef.permissions.failed",
+            audit_details={"code": status.code},
+            changes={
+                "status": "done" if ok else "failed",
+                "status_code": status.code,
+                "status_description": "; ".join((status.description, *status.details)),
+            },
+            operation="permissions.operation_status",
+            ok=ok,
+            reference=reference,
+            ksef_code=status.code,
+            description=status.description,
+        )

@@ -1,0 +1,1 @@
+"""The ``klucznik`` console commands (see :mod:`klucznik.cli.main`)."""

@@ -1,0 +1,103 @@
+"""The encrypted database file itself: opening it with its raw key, checking it, and its generation.
+
+No module but this one imports ``sqlcipher3``: its errors are translated here, so the rest of the domain
+sees :class:`~klucznik.errors.InstanceDamaged` and the two error classes re-exported below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import sqlcipher3
+from sqlite_utils import Database
+
+from klucznik.errors import InstanceDamaged
+from klucznik.text import Text
+
+DatabaseError = sqlcipher3.dbapi2.DatabaseError
+IntegrityError = sqlcipher3.dbapi2.IntegrityError
+
+
+class Connection(Database):
+    """A :class:`Database` the store hands out; it tells the store when it is closed (see ``rotate_key``)."""
+
+    on_close: Callable[[Connection], None] | None = None
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self.on_close is not None:
+                self.on_close(self)
+                self.on_close = None
+
+
+def open_database(path: Path, dmk: bytes, *, readonly_checks: bool = False) -> Database:
+    """Open ``path`` with the raw key ``dmk``; :class:`InstanceDamaged` if it does not open.
+
+    Never creates a file: SQLCipher would silently make an empty database at a wrong path.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InstanceDamaged(
+            Text(f"Brak pliku bazy danych {path.name}.", f"The database file {path.name} is missing.")
+        )
+    conn = sqlcipher3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=10)
+    try:
+        conn.execute(f"PRAGMA key = \"x'{dmk.hex()}'\"")
+        conn.execute("PRAGMA cipher_compatibility = 4")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        if not readonly_checks:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute("PRAGMA foreign_keys = ON")
+    except DatabaseError:
+        conn.close()
+        raise InstanceDamaged(
+            Text(
+                "Plik bazy danych jest uszkodzony albo nie pasuje do pliku keyring.json. Przywróć cały folder "
+                "instance/ z kopii zapasowej.",
+                "The database file is damaged or does not belong with keyring.json. Restore the whole "
+                "instance/ folder from a backup.",
+            )
+        ) from None
+    return Connection(conn)
+
+
+def integrity_report(db: Database) -> dict[str, object]:
+    """``integrity_check`` and ``cipher_integrity_check`` of ``db`` (the WAL is checkpointed first)."""
+    try:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        integrity = [row[0] for row in db.execute("PRAGMA integrity_check").fetchall()]
+        cipher = [row[0] for row in db.execute("PRAGMA cipher_integrity_check").fetchall()]
+    except DatabaseError as exc:
+        return {"ok": False, "integrity_check": [str(exc)], "cipher_integrity_check": []}
+    return {
+        "ok": integrity == ["ok"] and not cipher,
+        "integrity_check": integrity,
+        "cipher_integrity_check": cipher,
+    }
+
+
+def generation(db: Database) -> int:
+    return int(db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
+
+
+def create_database(path: Path, dmk: bytes) -> None:
+    """A new, empty SQLCipher 4 database at ``path`` keyed with the raw key ``dmk``, in WAL mode."""
+    conn = sqlcipher3.connect(str(path), isolation_level=None)
+    try:
+        conn.execute(f"PRAGMA key = \"x'{dmk.hex()}'\"")
+        conn.execute("PRAGMA cipher_compatibility = 4")
+        conn.execute("PRAGMA journal_mode = WAL")
+    finally:
+        conn.close()
+
+
+def rekey(path: Path, old: bytes, new: bytes) -> None:
+    """``PRAGMA rekey`` of ``path`` from ``old`` to ``new`` (one transaction: old or new, never neither)."""
+    with open_database(path, old) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.execute(f"PRAGMA rekey = \"x'{new.hex()}'\"")

@@ -1,0 +1,181 @@
+"""The schema, as explicit migrations (never sqlite-utils' ``alter=True``: it fails on sqlcipher3 connections).
+
+Append new migrations at the end; never edit one that has shipped. A migration that computes data uses a
+frozen copy of the rule it needs, written into this module, never the live code of another module: the
+live rule may change later, and an old instance must always be converted exactly as it was then.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("klucznik")
+
+
+@migrations()
+def m001_core(db: Database) -> None:
+    """Meta, users, the append-only audit log, settings and client companies."""
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute("INSERT INTO meta (key, value) VALUES ('generation', '0')")
+    db.execute(
+        """CREATE TABLE users (
+            id INTEGER PRIMARY KEY,
+            username TEXT NOT NULL UNIQUE,
+            role TEXT NOT NULL CHECK (role IN ('admin', 'staff')),
+            active INTEGER NOT NULL DEFAULT 1,
+            must_change_password INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            removed_at TEXT
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE audit_log (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            actor TEXT,
+            ip TEXT,
+            action TEXT NOT NULL,
+            object_type TEXT,
+            object_id TEXT,
+            details TEXT NOT NULL DEFAULT '{}'
+        )"""
+    )
+    db.execute("CREATE INDEX audit_log_at ON audit_log (at)")
+    db.execute("CREATE INDEX audit_log_action ON audit_log (action)")
+    db.execute(
+        "CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log "
+        "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"
+    )
+    db.execute(
+        "CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log "
+        "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"
+    )
+    db.execute("CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute(
+        """CREATE TABLE clients (
+            id INTEGER PRIMARY KEY,
+            nip TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL,
+            email TEXT NOT NULL DEFAULT '',
+            notes TEXT NOT NULL DEFAULT '',
+            auth_method TEXT CHECK (auth_method IN ('grant', 'portal_certs', 'user_certs')),
+            search_text TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            archived_at TEXT
+        )"""
+    )
+    db.execute("CREATE INDEX clients_active_name ON clients (archived_at, name)")
+
+
+@migrations()
+def m002_credentials_and_ksef(db: Database) -> None:
+    """Certificates with their keys, KSeF authorisation requests, tokens and an operation log."""
+    db.execute(
+        """CREATE TABLE credentials (
+            id INTEGER PRIMARY KEY,
+            client_id INTEGER NOT NULL REFERENCES clients (id),
+            slot TEXT NOT NULL CHECK (slot IN ('online', 'offline')),
+            origin TEXT NOT NULL CHECK (origin IN ('uploaded', 'generated')),
+            certificate BLOB NOT NULL,
+            private_key BLOB NOT NULL,
+            key_password TEXT,
+            ksef_type TEXT,
+            serial TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            issuer TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            not_before TEXT NOT NULL,
+            not_after TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'superseded', 'revoked')),
+            created_at TEXT NOT NULL,
+            created_by TEXT,
+            superseded_at TEXT
+        )"""
+    )
+    db.execute("CREATE INDEX credentials_client ON credentials (client_id, slot, status)")
+    db.execute(
+        """CREATE TABLE auth_requests (
+            id INTEGER PRIMARY KEY,
+            client_id INTEGER NOT NULL REFERENCES clients (id),
+            method TEXT NOT NULL,
+            challenge TEXT NOT NULL,
+            challenge_timestamp TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            unsigned_xml BLOB NOT NULL,
+            signed_xml BLOB,
+            signer TEXT,
+            reference_number TEXT,
+            status TEXT NOT NULL DEFAULT 'issued',
+            status_code INTEGER,
+            status_description TEXT,
+            created_at TEXT NOT NULL,
+            created_by TEXT,
+            updated_at TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX auth_requests_client ON auth_requests (client_id, created_at)")
+    db.execute(
+        """CREATE TABLE ksef_tokens (
+            id INTEGER PRIMARY KEY,
+            client_id INTEGER NOT NULL REFERENCES clients (id),
+            context_nip TEXT NOT NULL,
+            reference_number TEXT,
+            access_token TEXT NOT NULL,
+            access_valid_until TEXT NOT NULL,
+            refresh_token TEXT NOT NULL,
+            refresh_valid_until TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'active',
+            created_at TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX ksef_tokens_client ON ksef_tokens (client_id, status)")
+    db.execute(
+        """CREATE TABLE ksef_operations (
+            id INTEGER PRIMARY KEY,
+            client_id INTEGER REFERENCES clients (id),
+            at TEXT NOT NULL,
+            operation TEXT NOT NULL,
+            reference_number TEXT,
+            ok INTEGER NOT NULL,
+            http_status INTEGER,
+            ksef_code INTEGER,
+            description TEXT NOT NULL DEFAULT '',
+            details TEXT NOT NULL DEFAULT '{}'
+        )"""
+    )
+    db.execute("CREATE INDEX ksef_operations_client ON ksef_operations (client_id, at)")
+
+
+@migrations()
+def m003_auth_request_progress(db: Database) -> None:
+    """Signed-XML wizard (issue 5): what an authentication in progress needs between two page loads.
+
+    ``authentication_token`` is KSeF's short-lived operation token (needed to poll and redeem);
+    ``followup`` is JSON for the step after login (the grant's reference, or the enrollments and their
+    not-yet-certified private keys); both live only in the encrypted database.
+    """
+    db.execute("ALTER TABLE auth_requests ADD COLUMN authentication_token TEXT")
+    db.execute("ALTER TABLE auth_requests ADD COLUMN authentication_token_valid_until TEXT")
+    db.execute("ALTER TABLE auth_requests ADD COLUMN followup TEXT NOT NULL DEFAULT '{}'")
+
+
+@migrations()
+def m004_clients_polish_sort_key(db: Database) -> None:
+    """Clients list in Polish alphabetical order through an indexed key (the rule as it was: ``_m004_sort_key``)."""
+    db.execute("ALTER TABLE clients ADD COLUMN sort_key TEXT NOT NULL DEFAULT ''")
+    for client_id, name in db.execute("SELECT id, name FROM clients").fetchall():
+        db.execute("UPDATE clients SET sort_key = ? WHERE id = ?", [_m004_sort_key(name), client_id])
+    db.execute("CREATE INDEX clients_active_sort ON clients (archived_at, sort_key)")
+
+
+#: m004's rule, frozen: letters of the Polish alphabet map, in order, into the Private Use Area above every
+#: ordinary character, so a binary comparison gives: spaces and punctuation < digits < a < ą < b … ź < ż.
+_M004_ALPHABET = "aąbcćdeęfghijklłmnńoóprsśtuvwxyzźż"
+_M004_KEY = str.maketrans({ch: chr(0xE000 + i) for i, ch in enumerate(_M004_ALPHABET)})
+
+
+def _m004_sort_key(name: str) -> str:
+    """The sort key of ``name`` as m004 computed it (casefold, then the Polish alphabet's order)."""
+    return name.casefold().translate(_M004_KEY)

@@ -1,0 +1,262 @@
+"""Client companies of the office, identified by NIP."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlite_utils import Database
+
+from klucznik import ids
+from klucznik.clock import iso
+from klucznik.errors import FieldErrors
+from klucznik.errors import NotFound
+from klucznik.errors import ValidationError
+from klucznik.instance.database import IntegrityError
+from klucznik.records import audit
+from klucznik.text import Text
+
+AUTH_METHODS = ("grant", "portal_certs", "user_certs")
+_POLISH_ALPHABET = "aąbcćdeęfghijklłmnńoóprsśtuvwxyzźż"
+#: Letters of the Polish alphabet map, in order, into the Private Use Area above every ordinary character,
+#: so a plain (binary) comparison of the keys gives: spaces and punctuation < digits < a < ą < b … ź < ż.
+_POLISH_KEY = str.maketrans({ch: chr(0xE000 + i) for i, ch in enumerate(_POLISH_ALPHABET)})
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_COLUMNS = "id, nip, name, email, notes, auth_method, created_at, updated_at, archived_at"
+
+
+@dataclass(frozen=True)
+class Client:
+    """A client company."""
+
+    id: int
+    nip: str
+    name: str
+    email: str
+    notes: str
+    auth_method: str | None
+    created_at: str
+    updated_at: str
+    archived_at: str | None
+
+    @property
+    def nip_formatted(self) -> str:
+        return ids.format_nip(self.nip)
+
+
+@dataclass(frozen=True)
+class ClientPage:
+    """One page of a client search."""
+
+    clients: list[Client]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+@dataclass(frozen=True)
+class ClientInput:
+    """Validated values of the client form."""
+
+    nip: str
+    name: str
+    email: str
+    notes: str
+
+
+def validate(*, nip: str, name: str, email: str = "", notes: str = "") -> ClientInput:
+    """Check every field and report all problems at once."""
+    errors: dict[str, ValidationError] = {}
+    try:
+        nip = ids.normalize_nip(nip)
+    except ValidationError as exc:
+        errors["nip"] = exc
+    name = " ".join((name or "").split())
+    if not name:
+        errors["name"] = ValidationError(Text("Wpisz nazwę firmy.", "Enter the company name."), field="name")
+    elif len(name) > 300:
+        errors["name"] = ValidationError(
+            Text("Nazwa może mieć najwyżej 300 znaków.", "The name can have at most 300 characters."),
+            field="name",
+        )
+    email = (email or "").strip()
+    if email and (not _EMAIL_RE.match(email) or len(email) > 254):
+        errors["email"] = ValidationError(
+            Text(
+                "To nie wygląda na adres e-mail (np. biuro@firma.pl).",
+                "This does not look like an e-mail address (e.g. office@company.pl).",
+            ),
+            field="email",
+        )
+    notes = (notes or "").strip()
+    if len(notes) > 5000:
+        errors["notes"] = ValidationError(
+            Text("Notatka może mieć najwyżej 5000 znaków.", "Notes can have at most 5000 characters."),
+            field="notes",
+        )
+    if errors:
+        raise FieldErrors(errors)
+    return ClientInput(nip=nip, name=name, email=email, notes=notes)
+
+
+def sort_key(name: str) -> str:
+    """A text that sorts names in Polish alphabetical order, case-insensitively, with SQLite's binary order."""
+    return name.casefold().translate(_POLISH_KEY)
+
+
+def _search_text(values: ClientInput) -> str:
+    return f"{values.name} {values.nip} {ids.format_nip(values.nip)} {values.email}".casefold()
+
+
+def _duplicate(nip: str) -> FieldErrors:
+    return FieldErrors(
+        {
+            "nip": ValidationError(
+                Text(
+                    f"Klient z NIP {ids.format_nip(nip)} już istnieje (sprawdź też archiwum).",
+                    f"A client with NIP {ids.format_nip(nip)} exists already (check the archive too).",
+                ),
+                field="nip",
+            )
+        }
+    )
+
+
+def create_client(
+    db: Database, values: ClientInput, *, actor: str, ip: str | None = None, at: datetime
+) -> Client:
+    """Insert a client (inside ``store.write()``)."""
+    moment = iso(at)
+    try:
+        client_id = (
+            db["clients"]
+            .insert(
+                {
+                    "nip": values.nip,
+                    "name": values.name,
+                    "email": values.email,
+                    "notes": values.notes,
+                    "search_text": _search_text(values),
+                    "sort_key": sort_key(values.name),
+                    "created_at": moment,
+                    "updated_at": moment,
+                }
+            )
+            .last_pk
+        )
+    except IntegrityError:
+        raise _duplicate(values.nip) from None
+    audit.record(
+        db,
+        actor=actor,
+        action="clients.create",
+        object_type="client",
+        object_id=client_id,
+        details={"name": values.name, "nip": values.nip},
+        ip=ip,
+        at=at,
+    )
+    return get_client(db, client_id)
+
+
+def update_client(
+    db: Database, client_id: int, values: ClientInput, *, actor: str, ip: str | None = None, at: datetime
+) -> Client:
+    """Change a client's data (inside ``store.write()``)."""
+    before = get_client(db, client_id)
+    try:
+        db.execute(
+            "UPDATE clients SET nip = ?, name = ?, email = ?, notes = ?, search_text = ?, sort_key = ?, "
+            "updated_at = ? WHERE id = ?",
+            [
+                values.nip,
+                values.name,
+                values.email,
+                values.notes,
+                _search_text(values),
+                sort_key(values.name),
+                iso(at),
+                client_id,
+            ],
+        )
+    except IntegrityError:
+        raise _duplicate(values.nip) from None
+    changed = {
+        k: getattr(values, k)
+        for k in ("nip", "name", "email", "notes")
+        if getattr(values, k) != getattr(before, k)
+    }
+    audit.record(
+        db,
+        actor=actor,
+        action="clients.update",
+        object_type="client",
+        object_id=client_id,
+        details={"changed": sorted(changed)},
+        ip=ip,
+        at=at,
+    )
+    return get_client(db, client_id)
+
+
+def set_archived(
+    db: Database, client_id: int, archived: bool, *, actor: str, ip: str | None = None, at: datetime
+) -> Client:
+    """Archive a client (hidden from the list, nothing deleted) or bring it back."""
+    get_client(db, client_id)
+    db.execute(
+        "UPDATE clients SET archived_at = ?, updated_at = ? WHERE id = ?",
+        [iso(at) if archived else None, iso(at), client_id],
+    )
+    audit.record(
+        db,
+        actor=actor,
+        action="clients.archive" if archived else "clients.restore",
+        object_type="client",
+        object_id=client_id,
+        ip=ip,
+        at=at,
+    )
+    return get_client(db, client_id)
+
+
+def set_auth_method(db: Database, client_id: int, method: str, *, at: datetime) -> None:
+    """Record how the client authorised KSeF access (inside ``store.write()``)."""
+    if method not in AUTH_METHODS:
+        raise ValueError(f"unknown method {method!r}")
+    db.execute(
+        "UPDATE clients SET auth_method = ?, updated_at = ? WHERE id = ?", [method, iso(at), client_id]
+    )
+
+
+def get_client(db: Database, client_id: int) -> Client:
+    """The client ``client_id``; :class:`NotFound` if there is none."""
+    row = db.execute(f"SELECT {_COLUMNS} FROM clients WHERE id = ?", [client_id]).fetchone()
+    if row is None:
+        raise NotFound(Text("Nie ma takiego klienta (mógł zostać usunięty z listy).", "No such client."))
+    return Client(*row)
+
+
+def search(
+    db: Database, query: str = "", *, archived: bool = False, page: int = 1, per_page: int = 25
+) -> ClientPage:
+    """Clients whose name, NIP (with or without dashes) or e-mail contains ``query``, by name."""
+    where = ["archived_at IS NOT NULL" if archived else "archived_at IS NULL"]
+    params: list[object] = []
+    for word in (query or "").casefold().split()[:5]:
+        escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        where.append("search_text LIKE ? ESCAPE '\\'")
+        params.append(f"%{escaped}%")
+    clause = " AND ".join(where)
+    total = db.execute(f"SELECT count(*) FROM clients WHERE {clause}", params).fetchone()[0]
+    page = max(1, min(page, max(1, -(-total // per_page))))
+    rows = db.execute(
+        f"SELECT {_COLUMNS} FROM clients WHERE {clause} ORDER BY sort_key, id LIMIT ? OFFSET ?",
+        [*params, per_page, (page - 1) * per_page],
+    ).fetchall()
+    return ClientPage(clients=[Client(*row) for row in rows], total=total, page=page, per_page=per_page)

@@ -1,0 +1,201 @@
+"""Staff accounts: administrators and staff. Passwords live only as key slots in the keyring."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlite_utils import Database
+
+from klucznik.clock import iso
+from klucznik.errors import NotFound
+from klucznik.errors import ValidationError
+from klucznik.instance.keyring import validate_password
+from klucznik.instance.keyring import validate_username
+from klucznik.instance.store import Store
+from klucznik.records import audit
+from klucznik.text import Text
+
+ROLES = ("admin", "staff")
+
+
+@dataclass(frozen=True)
+class User:
+    """A person of the office who can log in."""
+
+    id: int
+    username: str
+    role: str
+    active: bool
+    must_change_password: bool
+    created_at: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+def _from_row(row: dict) -> User:
+    return User(
+        id=row["id"],
+        username=row["username"],
+        role=row["role"],
+        active=bool(row["active"]),
+        must_change_password=bool(row["must_change_password"]),
+        created_at=row["created_at"],
+    )
+
+
+def get_user(db: Database, username: str) -> User | None:
+    """The active user ``username``, or None."""
+    rows = list(db["users"].rows_where("username = ? AND active = 1", [username]))
+    return _from_row(rows[0]) if rows else None
+
+
+def list_users(db: Database) -> list[User]:
+    return [_from_row(row) for row in db["users"].rows_where("active = 1", order_by="username")]
+
+
+def create_user(
+    store: Store, *, username: str, role: str, password: str, actor: str, ip: str | None = None, at: datetime
+) -> User:
+    """Add a user with an initial password they must change at first login."""
+    username = validate_username(username)
+    validate_password(password)
+    if role not in ROLES:
+        raise ValidationError(
+            Text("Wybierz rolę: administrator albo pracownik.", "Choose a role: administrator or staff."),
+            field="role",
+        )
+    with store.connect() as db:
+        if list(db["users"].rows_where("username = ?", [username])) or store.keyring().has_user(username):
+            raise ValidationError(
+                Text(
+                    "Taki login już istnieje (także wśród usuniętych); wybierz inny.",
+                    "This username exists already (also among removed users); choose another.",
+                ),
+                field="username",
+            )
+    store.add_user_slot(username, password)
+    try:
+        with store.write() as db:
+            db["users"].insert(
+                {
+                    "username": username,
+                    "role": role,
+                    "active": 1,
+                    "must_change_password": 1,
+                    "created_at": iso(at),
+                }
+            )
+            audit.record(
+                db,
+                actor=actor,
+                action="users.create",
+                object_type="user",
+                object_id=username,
+                details={"role": role},
+                ip=ip,
+                at=at,
+            )
+            user = get_user(db, username)
+    except BaseException:
+        store.remove_user_slot(username)
+        raise
+    assert user is not None
+    return user
+
+
+def remove_user(store: Store, *, username: str, actor: str, ip: str | None = None, at: datetime) -> None:
+    """Deactivate ``username``, delete their key slot and rotate the database key.
+
+    The rotation (:meth:`Store.rotate_key`) means a removed user who kept their password and an old copy
+    of ``instance/`` can open that old copy at most, never anything written after the removal. The
+    last administrator and one's own account cannot be removed.
+    """
+
+    def check(db: Database) -> None:
+        user = get_user(db, username)
+        if user is None:
+            raise NotFound(Text("Nie ma takiego użytkownika.", "No such user."))
+        if username == actor:
+            raise ValidationError(
+                Text("Nie można usunąć własnego konta.", "You cannot remove your own account.")
+            )
+        admins = db.execute("SELECT count(*) FROM users WHERE role = 'admin' AND active = 1").fetchone()[0]
+        if user.is_admin and admins <= 1:
+            raise ValidationError(
+                Text(
+                    "To ostatni administrator; najpierw dodaj innego.",
+                    "This is the last administrator; add another one first.",
+                )
+            )
+
+    def record(db: Database) -> None:
+        db.execute(
+            "UPDATE users SET active = 0, removed_at = ? WHERE username = ? AND active = 1",
+            [iso(at), username],
+        )
+        audit.record(
+            db,
+            actor=actor,
+            action="users.remove",
+            object_type="user",
+            object_id=username,
+            details={"database_key": "rotated"},
+            ip=ip,
+            at=at,
+        )
+
+    store.rotate_key(drop_user=username, check=check, record=record)
+
+
+def change_password(
+    store: Store, *, username: str, old: str, new: str, ip: str | None = None, at: datetime
+) -> None:
+    """Re-wrap the user's key slot under ``new`` (the current password is required)."""
+    if old == new:
+        raise ValidationError(
+            Text(
+                "Nowe hasło musi być inne niż obecne.", "The new password must differ from the current one."
+            ),
+            field="new_password",
+        )
+    store.change_password(username, old, new)
+    with store.write() as db:
+        db.execute("UPDATE users SET must_change_password = 0 WHERE username = ?", [username])
+        audit.record(
+            db,
+            actor=username,
+            action="users.password_change",
+            object_type="user",
+            object_id=username,
+            ip=ip,
+            at=at,
+        )
+
+
+def reset_password(
+    store: Store, *, username: str, recovery_code: str, new_password: str, ip: str | None = None, at: datetime
+) -> None:
+    """A forgotten password: the recovery code lets ``username`` set a new one."""
+    username = validate_username(username)
+    validate_password(new_password)
+    store.unseal_with_recovery(recovery_code)
+    with store.connect() as db:
+        if get_user(db, username) is None:
+            raise NotFound(
+                Text("Nie ma takiego użytkownika; sprawdź login.", "No such user; check the username.")
+            )
+    store.reset_password_with_recovery(username, recovery_code, new_password)
+    with store.write() as db:
+        db.execute("UPDATE users SET must_change_password = 0 WHERE username = ?", [username])
+        audit.record(
+            db,
+            actor=username,
+            action="users.password_reset",
+            object_type="user",
+            object_id=username,
+            ip=ip,
+            at=at,
+        )
