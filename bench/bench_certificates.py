@@ -27,12 +27,12 @@ sys.path.insert(0, str(ROOT))
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 
 from klucznik import certificates  # noqa: E402
-from tests.certs_fixtures import AT  # noqa: E402
-from tests.certs_fixtures import PASSWORD  # noqa: E402
-from tests.certs_fixtures import cert_pem  # noqa: E402
-from tests.certs_fixtures import certificate  # noqa: E402
-from tests.certs_fixtures import ec_key  # noqa: E402
-from tests.certs_fixtures import key_like_taxpayer_app  # noqa: E402
+from tests.support.certificates import AT  # noqa: E402
+from tests.support.certificates import PASSWORD  # noqa: E402
+from tests.support.certificates import cert_pem  # noqa: E402
+from tests.support.certificates import certificate  # noqa: E402
+from tests.support.certificates import ec_key  # noqa: E402
+from tests.support.certificates import key_like_taxpayer_app  # noqa: E402
 
 #: Benchmarks record at a fixed moment, like the tests.
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -87,9 +87,9 @@ def bench_inline(rounds: int) -> None:
     from klucznik.instance.keyring import TEST_KDF
     from klucznik.instance.store import Store
     from klucznik.records import clients
-    from tests.conftest import ADMIN
-    from tests.conftest import ADMIN_PASSWORD
-    from tests.conftest import WebClient
+    from tests.support.defaults import ADMIN
+    from tests.support.defaults import ADMIN_PASSWORD
+    from tests.support.web import WebClient
 
     pairs = make_set()
     with tempfile.TemporaryDirectory() as folder:
@@ -98,7 +98,7 @@ def bench_inline(rounds: int) -> None:
         with store.write() as db:
             client = clients.create_client(db, clients.validate(nip="5261040828", name="Bench"), actor=ADMIN, at=NOW)
         app = create_app(
-            {"TESTING": True, "KLUCZNIK_STORE": store, "KLUCZNIK_KDF": TEST_KDF, "KLUCZNIK_CERTS_AT": AT}
+            {"TESTING": True, "KLUCZNIK_STORE": store, "KLUCZNIK_KDF": TEST_KDF, "KLUCZNIK_CLOCK": lambda: AT}
         )
         web = WebClient(app.test_client())
         web.login()

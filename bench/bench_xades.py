@@ -21,14 +21,14 @@ sys.path.insert(0, str(ROOT))
 
 from klucznik import xades  # noqa: E402
 from sandbox import signer  # noqa: E402
-from tests.xades_fixtures import AT  # noqa: E402
-from tests.xades_fixtures import CHALLENGE  # noqa: E402
-from tests.xades_fixtures import EXPIRES_AT  # noqa: E402
-from tests.xades_fixtures import NIP  # noqa: E402
-from tests.xades_fixtures import PESEL  # noqa: E402
-from tests.xades_fixtures import make_ca  # noqa: E402
-from tests.xades_fixtures import make_ministry_seal  # noqa: E402
-from tests.xades_fixtures import make_seal  # noqa: E402
+from tests.fixtures.signing import AT  # noqa: E402
+from tests.fixtures.signing import CHALLENGE  # noqa: E402
+from tests.fixtures.signing import EXPIRES_AT  # noqa: E402
+from tests.fixtures.signing import NIP  # noqa: E402
+from tests.fixtures.signing import PESEL  # noqa: E402
+from tests.fixtures.signing import make_ca  # noqa: E402
+from tests.fixtures.signing import make_ministry_seal  # noqa: E402
+from tests.fixtures.signing import make_seal  # noqa: E402
 
 GOAL_MS = 50.0
 

@@ -32,11 +32,11 @@ from playwright.sync_api import expect
 from klucznik.instance.keyring import TEST_KDF
 from klucznik.instance.store import Store
 from klucznik.records import clients
-from tests.certs_fixtures import OTHER_NIP
-from tests.conftest import ADMIN
-from tests.conftest import ADMIN_PASSWORD
-from tests.conftest import CLIENT_NIP
-from tests.conftest import NOW
+from tests.support.certificates import OTHER_NIP
+from tests.support.defaults import ADMIN
+from tests.support.defaults import ADMIN_PASSWORD
+from tests.support.defaults import CLIENT_NIP
+from tests.support.defaults import NOW
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -86,7 +86,7 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The address of the real portal under waitress over a set-up instance (cheap KDF) with two clients.
 
     Client 1 is a company with no certificate among the samples; client 2 is the company of the real
-    KSeF TEST seal certificate (``tests.certs_fixtures.sample("seal")``).
+    KSeF TEST seal certificate (``tests.support.certificates.sample("seal")``).
     """
     instance = tmp_path_factory.mktemp("browser") / "instance"
     store = Store(instance, kdf=TEST_KDF)

@@ -1,7 +1,7 @@
 """The portal for the browser tests: ``python -m tests.browser.serve`` serves ``KLUCZNIK_INSTANCE``.
 
 Like ``klucznik serve`` (``create_app()`` under waitress), with two differences the tests need: the
-certificate checks use the pinned time ``tests.certs_fixtures.AT`` instead of now, and the key
+certificate checks use the pinned time ``tests.support.certificates.AT`` instead of now, and the key
 derivation is the cheap ``TEST_KDF`` the instance was set up with. Waitress binds a free port itself
 and the first line on stdout is the portal's address, so there is no race for a port.
 """
@@ -12,7 +12,7 @@ from waitress import create_server
 
 from app import create_app
 from klucznik.instance.keyring import TEST_KDF
-from tests.certs_fixtures import AT
+from tests.support.certificates import AT
 
 
 def main() -> None:

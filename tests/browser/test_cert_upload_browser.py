@@ -2,7 +2,7 @@
 
 The online pair is the real KSeF TEST seal certificate with its encrypted key (``tests/data/certs``).
 KSeF TEST samples of the Offline type do not exist, so the offline pair is built for the same company
-with ``tests.certs_fixtures`` (its key encrypted like the taxpayer application does) and written to
+with ``tests.support.certificates`` (its key encrypted like the taxpayer application does) and written to
 files, which the test chooses in the file inputs as a person would.
 """
 
@@ -18,13 +18,13 @@ from playwright.sync_api import Page
 from playwright.sync_api import expect
 
 from tests.browser.conftest import PageProblems
-from tests.certs_fixtures import OTHER_NIP
-from tests.certs_fixtures import PASSWORD
-from tests.certs_fixtures import cert_pem
-from tests.certs_fixtures import certificate
-from tests.certs_fixtures import ec_key
-from tests.certs_fixtures import key_like_taxpayer_app
-from tests.certs_fixtures import sample
+from tests.support.certificates import OTHER_NIP
+from tests.support.certificates import PASSWORD
+from tests.support.certificates import cert_pem
+from tests.support.certificates import certificate
+from tests.support.certificates import ec_key
+from tests.support.certificates import key_like_taxpayer_app
+from tests.support.certificates import sample
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "certs"
 SEAL = sample("seal")

@@ -8,8 +8,8 @@ from playwright.sync_api import Page
 from playwright.sync_api import expect
 
 from tests.browser.conftest import PageProblems
-from tests.conftest import ADMIN
-from tests.conftest import ADMIN_PASSWORD
+from tests.support.defaults import ADMIN
+from tests.support.defaults import ADMIN_PASSWORD
 
 
 def test_log_in_then_add_a_client(page: Page, problems: PageProblems) -> None:

@@ -36,10 +36,10 @@ from klucznik.instance.database import open_database
 from klucznik.instance.keyring import TEST_KDF
 from klucznik.instance.store import Store
 from klucznik.records import clients
-from tests.conftest import ADMIN
-from tests.conftest import ADMIN_PASSWORD
-from tests.conftest import NOW
-from tests.foundation_tests_fixtures import nips
+from tests.support.defaults import ADMIN
+from tests.support.defaults import ADMIN_PASSWORD
+from tests.support.defaults import NOW
+from tests.support.instances import nips
 
 ROOT = Path(__file__).resolve().parents[2]
 KLUCZNIK = Path(sys.executable).parent / "klucznik"

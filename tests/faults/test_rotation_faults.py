@@ -23,21 +23,21 @@ from klucznik.instance.keyring import TEST_KDF
 from klucznik.instance.store import Store
 from klucznik.records import clients
 from klucznik.records import users
-from tests.conftest import ADMIN
-from tests.conftest import ADMIN_PASSWORD
-from tests.conftest import NOW
 from tests.faults.test_crash_and_copy import ROOT
 from tests.faults.test_crash_and_copy import copy_instance
 from tests.faults.test_crash_and_copy import reopen_and_verify
-from tests.foundation_tests_fixtures import nips
+from tests.support.defaults import ADMIN
+from tests.support.defaults import ADMIN_PASSWORD
+from tests.support.defaults import NOW
+from tests.support.instances import nips
 
 _ROTATOR = """
 import sys
 from klucznik.records import clients, users
 from klucznik.instance.keyring import TEST_KDF
 from klucznik.instance.store import Store
-from tests.foundation_tests_fixtures import nips
-from tests.conftest import NOW
+from tests.support.instances import nips
+from tests.support.defaults import NOW
 
 instance, round_no = sys.argv[1], int(sys.argv[2])
 store = Store(instance, kdf=TEST_KDF)

@@ -23,11 +23,11 @@ from klucznik.ids import format_nip
 from klucznik.instance.keyring import TEST_KDF
 from klucznik.instance.store import Store
 from klucznik.records import clients
-from tests.conftest import ADMIN
-from tests.conftest import ADMIN_PASSWORD
-from tests.conftest import NOW
-from tests.foundation_tests_fixtures import add_clients
-from tests.foundation_tests_fixtures import nips
+from tests.support.defaults import ADMIN
+from tests.support.defaults import ADMIN_PASSWORD
+from tests.support.defaults import NOW
+from tests.support.instances import add_clients
+from tests.support.instances import nips
 
 CLIENT_NAME = "Kanarek Żółty Spółka Jawna QX7"
 CLIENT_NIP = "8712649037"  # valid checksum, unlikely to appear by chance

@@ -12,7 +12,7 @@ from cryptography.x509.oid import NameOID
 from klucznik import xades
 from klucznik.ksef.errors import KsefError
 from sandbox import signer
-from tests.sandbox_fixtures import SKIP_REQUEST_HEADER
+from tests.fixtures.sandbox import SKIP_REQUEST_HEADER
 
 CLIENT = "5261040828"
 OFFICE = "7762811692"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from klucznik.ksef.errors import KsefError
-from tests.sandbox_fixtures import SKIP_REQUEST_HEADER
+from tests.fixtures.sandbox import SKIP_REQUEST_HEADER
 
 CLIENT = "5261040828"
 OFFICE = "7762811692"

@@ -13,10 +13,10 @@ from klucznik.errors import NotFound
 from klucznik.errors import ValidationError
 from klucznik.instance.store import Store
 from klucznik.records import clients
-from tests.conftest import ADMIN
-from tests.conftest import NOW
-from tests.foundation_tests_fixtures import add_clients
-from tests.foundation_tests_fixtures import nips
+from tests.support.defaults import ADMIN
+from tests.support.defaults import NOW
+from tests.support.instances import add_clients
+from tests.support.instances import nips
 
 VALID = "5261040828"
 

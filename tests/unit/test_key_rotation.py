@@ -24,10 +24,10 @@ from klucznik.instance.store import Store
 from klucznik.records import audit
 from klucznik.records import clients
 from klucznik.records import users
-from tests.conftest import ADMIN
-from tests.conftest import ADMIN_PASSWORD
-from tests.conftest import NOW
-from tests.foundation_tests_fixtures import nips
+from tests.support.defaults import ADMIN
+from tests.support.defaults import ADMIN_PASSWORD
+from tests.support.defaults import NOW
+from tests.support.instances import nips
 
 BARTEK = "bartek"
 BARTEK_PASSWORD = "bartek-password-1"

@@ -25,12 +25,12 @@ from klucznik.instance.database import open_database
 from klucznik.instance.keyring import TEST_KDF
 from klucznik.instance.store import Store
 from klucznik.records import clients
-from tests.conftest import ADMIN
-from tests.conftest import ADMIN_PASSWORD
-from tests.conftest import NOW
-from tests.foundation_tests_fixtures import add_clients
-from tests.foundation_tests_fixtures import nips
-from tests.foundation_tests_fixtures import tree
+from tests.support.defaults import ADMIN
+from tests.support.defaults import ADMIN_PASSWORD
+from tests.support.defaults import NOW
+from tests.support.instances import add_clients
+from tests.support.instances import nips
+from tests.support.instances import tree
 
 
 def restart(store: Store, **kwargs) -> Store:  # noqa: ANN003

@@ -10,9 +10,9 @@ from klucznik.errors import WrongCredentials
 from klucznik.instance.keyring import TEST_KDF
 from klucznik.instance.store import Store
 from klucznik.records import users
-from tests.conftest import ADMIN
-from tests.conftest import ADMIN_PASSWORD
-from tests.conftest import NOW
+from tests.support.defaults import ADMIN
+from tests.support.defaults import ADMIN_PASSWORD
+from tests.support.defaults import NOW
 
 
 def _actions(store: Store) -> list[tuple[str, str, str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 from pathlib import Path
 
@@ -22,16 +23,18 @@ from klucznik.xades.request import XSD_PATH
 from klucznik.xades.request import schema_errors
 from klucznik.xades.signer import signer_from_certificate
 from sandbox import signer
-from tests.xades_fixtures import AT
-from tests.xades_fixtures import CHALLENGE
-from tests.xades_fixtures import EXPIRES_AT
-from tests.xades_fixtures import NIP
-from tests.xades_fixtures import OTHER_CHALLENGE
-from tests.xades_fixtures import OTHER_NIP
-from tests.xades_fixtures import PESEL
+from tests.fixtures.signing import AT
+from tests.fixtures.signing import CHALLENGE
+from tests.fixtures.signing import EXPIRES_AT
+from tests.fixtures.signing import NIP
+from tests.fixtures.signing import OTHER_CHALLENGE
+from tests.fixtures.signing import OTHER_NIP
+from tests.fixtures.signing import PESEL
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "xml"
-OFFICIAL = DATA / "official"
+DATA = Path(__file__).resolve().parent.parent / "data" / "certs"
+OFFICIAL = Path(__file__).resolve().parent.parent / "data" / "official"
+#: SHA-256 of the official schemat_auth_v2-1.xsd (KSeF documentation), which the product ships unchanged.
+OFFICIAL_XSD_SHA256 = "d48477808e342892f62ef8bc7f0b134812f0536b3bb9cc8433d4fff2a926c44c"
 
 
 def codes(result: xades.CheckResult) -> list[str]:
@@ -54,7 +57,7 @@ def test_built_request_is_byte_identical_to_the_official_nip_example():
 
 
 def test_built_request_validates_against_the_official_2_1_schema_file():
-    schema = etree.XMLSchema(etree.parse(str(OFFICIAL / "schemat_auth_v2-1.xsd")))
+    schema = etree.XMLSchema(etree.parse(str(XSD_PATH)))
     root = etree.fromstring(xades.build_auth_token_request(challenge=CHALLENGE, nip=NIP))
     assert etree.QName(root).namespace == NS_AUTH_20  # what KSeF's own clients send
     assert not schema.validate(root)  # the 2.1 schema has another namespace: a 2.0 file is not valid as is
@@ -578,4 +581,7 @@ def test_a_signxml_xades_signature_passes_our_check(xades_kit):
 
 
 def test_the_shipped_schema_is_the_official_file_unchanged():
-    assert XSD_PATH.read_bytes() == (OFFICIAL / "schemat_auth_v2-1.xsd").read_bytes()
+    assert hashlib.sha256(XSD_PATH.read_bytes()).hexdigest() == OFFICIAL_XSD_SHA256
+    shared = Path(__file__).resolve().parents[3] / "shared" / "ksef" / "official" / "schemat_auth_v2-1.xsd"
+    if shared.is_file():  # beside the checkout on the developers' machines: compare with the source too
+        assert XSD_PATH.read_bytes() == shared.read_bytes()

@@ -19,10 +19,10 @@ from klucznik.xades.names import DS_SIGNATURE
 from klucznik.xades.names import NS_AUTH_20
 from klucznik.xades.names import NS_DS
 from klucznik.xades.verify import _embedded_certificates
-from tests.xades_fixtures import CHALLENGE
-from tests.xades_fixtures import NIP
-from tests.xades_fixtures import OTHER_CHALLENGE
-from tests.xades_fixtures import OTHER_NIP
+from tests.fixtures.signing import CHALLENGE
+from tests.fixtures.signing import NIP
+from tests.fixtures.signing import OTHER_CHALLENGE
+from tests.fixtures.signing import OTHER_NIP
 
 DS = NS_DS
 

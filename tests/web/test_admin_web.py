@@ -11,10 +11,10 @@ from bs4 import BeautifulSoup
 from klucznik.instance.store import Store
 from klucznik.records import office
 from klucznik.records import users
-from tests.conftest import ADMIN
-from tests.conftest import NOW
-from tests.conftest import WebClient
-from tests.foundation_tests_fixtures import dump
+from tests.support.defaults import ADMIN
+from tests.support.defaults import NOW
+from tests.support.instances import dump
+from tests.support.web import WebClient
 
 
 def text(response) -> str:  # noqa: ANN001

@@ -10,19 +10,19 @@ from bs4 import BeautifulSoup
 from klucznik import certs as c
 from klucznik.certs.model import SLOT_TYPES
 from klucznik.records import clients
-from tests.certs_fixtures import AT
-from tests.certs_fixtures import OTHER_NIP
-from tests.certs_fixtures import PASSWORD
-from tests.certs_fixtures import PESEL
-from tests.certs_fixtures import cert_pem
-from tests.certs_fixtures import certificate
-from tests.certs_fixtures import ec_key
-from tests.certs_fixtures import good_pair
-from tests.certs_fixtures import key_pem
-from tests.certs_fixtures import pkcs12_file
-from tests.certs_fixtures import rsa_key
-from tests.certs_fixtures import sample
-from tests.conftest import NOW
+from tests.support.certificates import AT
+from tests.support.certificates import OTHER_NIP
+from tests.support.certificates import PASSWORD
+from tests.support.certificates import PESEL
+from tests.support.certificates import cert_pem
+from tests.support.certificates import certificate
+from tests.support.certificates import ec_key
+from tests.support.certificates import good_pair
+from tests.support.certificates import key_pem
+from tests.support.certificates import pkcs12_file
+from tests.support.certificates import rsa_key
+from tests.support.certificates import sample
+from tests.support.defaults import NOW
 
 TABLES = ("credentials", "clients", "audit_log")
 

@@ -9,11 +9,11 @@ from bs4 import BeautifulSoup
 
 from klucznik.instance.store import Store
 from klucznik.records import clients
-from tests.conftest import ADMIN
-from tests.conftest import NOW
-from tests.conftest import WebClient
-from tests.foundation_tests_fixtures import dump
-from tests.foundation_tests_fixtures import nips
+from tests.support.defaults import ADMIN
+from tests.support.defaults import NOW
+from tests.support.instances import dump
+from tests.support.instances import nips
+from tests.support.web import WebClient
 
 
 def text(response) -> str:  # noqa: ANN001

@@ -9,8 +9,8 @@ import pytest
 
 from klucznik.instance.keyring import TEST_KDF
 from klucznik.instance.store import Store
-from tests.conftest import WebClient
-from tests.conftest import make_app
+from tests.support.web import WebClient
+from tests.support.web import make_app
 
 
 @pytest.fixture

@@ -23,12 +23,12 @@ from klucznik.instance.store import Store
 from klucznik.records import clients
 from klucznik.records import users
 from klucznik.throttle import LoginThrottle
-from tests.conftest import ADMIN
-from tests.conftest import ADMIN_PASSWORD
-from tests.conftest import NOW
-from tests.conftest import WebClient
-from tests.conftest import make_app
-from tests.foundation_tests_fixtures import dump
+from tests.support.defaults import ADMIN
+from tests.support.defaults import ADMIN_PASSWORD
+from tests.support.defaults import NOW
+from tests.support.instances import dump
+from tests.support.web import WebClient
+from tests.support.web import make_app
 
 NO_TRACE = ("Traceback", 'File "', "line ", "sqlcipher3", "Error:", "werkzeug")
 
@@ -234,7 +234,7 @@ def test_crawl_every_page_for_headers_and_inline_code(web: WebClient, store: Sto
 
 
 def _nip(i: int) -> str:
-    from tests.foundation_tests_fixtures import make_nip
+    from tests.support.instances import make_nip
 
     return make_nip(10_000 + i)
 

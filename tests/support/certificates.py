@@ -1,9 +1,11 @@
-"""Builders for KSeF-like certificates and keys used by the certificate tests and the benchmark.
+"""The one family of certificate and key builders of the tests (and the benchmarks).
 
-Certificates are built with ``cryptography``'s ``CertificateBuilder`` under a local CA named like the
-KSeF TEST CA (``CN=TEST CCK KSeF``), so every rule of ``klucznik.certificates`` can be exercised
-with a certificate that differs from a valid one in exactly one property. Key re-encodings use the
-``openssl`` command line, the tool accountants' IT staff actually use, so the formats are real.
+Certificates are built with ``cryptography``'s ``CertificateBuilder`` under local CAs: one named like the
+KSeF TEST CA (``CN=TEST CCK KSeF``), so every rule of :mod:`klucznik.certs` can be exercised with a
+certificate that differs from a valid one in exactly one property, and one clearly named test "qualified"
+CA for the identities that sign login files (a company seal, a person, a Profil Zaufany-like Ministry
+seal). Key re-encodings use the ``openssl`` command line, the tool accountants' IT staff actually use, so
+the formats are real. Keys and CAs are cached: key generation is the slow part.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-DATA = Path(__file__).parent / "data" / "certs"
+DATA = Path(__file__).resolve().parents[1] / "data" / "certs"
 AT = datetime(2026, 6, 1, tzinfo=UTC)
 """The pinned validation time of the certificate tests (both real TEST samples are valid then)."""
 
@@ -77,29 +79,62 @@ def rsa_key(bits: int = 2048, label: str = "a") -> rsa.RSAPrivateKey:
 
 
 @functools.cache
-def ca(common_name: str = "TEST CCK KSeF") -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def ca(
+    common_name: str = "TEST CCK KSeF", organization: str = "Ministerstwo Finansów (test double)"
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """A self-signed CA whose subject imitates the KSeF TEST CA (or any other ``common_name``)."""
     key = ec_key(f"ca-{common_name}")
     name = x509.Name(
         [
             x509.NameAttribute(NameOID.COUNTRY_NAME, "PL"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Ministerstwo Finansów (test double)"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
             x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "Krajowa Administracja Skarbowa"),
             x509.NameAttribute(NameOID.COMMON_NAME, common_name),
         ]
     )
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(datetime(2020, 1, 1, tzinfo=UTC))
-        .not_valid_after(datetime(2040, 1, 1, tzinfo=UTC))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(key, hashes.SHA256())
+    cert = issue(
+        name,
+        key=key,
+        issuer=None,
+        ksef_type=None,
+        not_before=datetime(2020, 1, 1, tzinfo=UTC),
+        not_after=datetime(2040, 1, 1, tzinfo=UTC),
+        is_ca=True,
     )
     return cert, key
+
+
+def issue(
+    subject_name: x509.Name,
+    *,
+    key,
+    issuer: tuple[x509.Certificate, object] | None,
+    ksef_type: str | None = "Authentication",
+    not_before: datetime | None = None,
+    not_after: datetime | None = None,
+    serial: int | None = None,
+    is_ca: bool = False,
+) -> x509.Certificate:
+    """The one certificate builder: ``subject_name`` with ``key``, signed by ``issuer`` (``None``: self-signed).
+
+    Valid around :data:`AT` unless told otherwise; ``ksef_type`` picks the keyUsage (see :func:`certificate`).
+    """
+    issuer_name, signing_key = (subject_name, key) if issuer is None else (issuer[0].subject, issuer[1])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject_name)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(serial or x509.random_serial_number() >> 96)
+        .not_valid_before(not_before or AT - timedelta(days=100))
+        .not_valid_after(not_after or AT + timedelta(days=630))
+    )
+    if is_ca:
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+    usage = _key_usage(ksef_type)
+    if usage is not None:
+        builder = builder.add_extension(usage, critical=True)
+    return builder.sign(signing_key, hashes.SHA256())
 
 
 def subject(
@@ -150,25 +185,15 @@ def certificate(
     key = key or ec_key()
     if suffix is None:
         suffix = "(offline)" if ksef_type == "Offline" else "(uwierzytelnienie)"
-    name = subject(nip=nip, pesel=pesel, suffix=suffix)
-    if self_signed:
-        issuer_name, signing_key = name, key
-    else:
-        ca_cert, signing_key = ca(issuer)
-        issuer_name = ca_cert.subject
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer_name)
-        .public_key(key.public_key())
-        .serial_number(serial or x509.random_serial_number() >> 96)
-        .not_valid_before(not_before or AT - timedelta(days=100))
-        .not_valid_after(not_after or AT + timedelta(days=630))
+    return issue(
+        subject(nip=nip, pesel=pesel, suffix=suffix),
+        key=key,
+        issuer=None if self_signed else ca(issuer),
+        ksef_type=ksef_type,
+        not_before=not_before,
+        not_after=not_after,
+        serial=serial,
     )
-    usage = _key_usage(ksef_type)
-    if usage is not None:
-        builder = builder.add_extension(usage, critical=True)
-    return builder.sign(signing_key, hashes.SHA256())
 
 
 def _key_usage(ksef_type: str | None) -> x509.KeyUsage | None:
@@ -339,3 +364,66 @@ def good_pair(*, slot: str = "online", key=None, nip: str = COMPANY_NIP, **overr
     ksef_type = overrides.pop("ksef_type", "Authentication" if slot == "online" else "Offline")
     cert = certificate(key=key, ksef_type=ksef_type, nip=nip, **overrides)
     return cert_pem(cert), key_pem(key)
+
+
+# -- signing identities (a test "qualified" CA) ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A certificate with its private key."""
+
+    certificate: x509.Certificate
+    private_key: object
+
+
+def _name(*pairs: tuple[x509.ObjectIdentifier, str]) -> x509.Name:
+    return x509.Name([x509.NameAttribute(oid, value) for oid, value in pairs])
+
+
+@functools.cache
+def qualified_ca() -> Identity:
+    """A test "qualified" CA (clearly named as a test, never as a real trust service provider)."""
+    cert, key = ca("Klucznik Test Qualified CA", organization="Klucznik Test QTSP")
+    return Identity(cert, key)
+
+
+def _signing_identity(name: x509.Name, key) -> Identity:
+    """A signing certificate (digitalSignature + nonRepudiation, as qualified ones are) from :func:`qualified_ca`."""
+    issuer = qualified_ca()
+    cert = issue(name, key=key, issuer=(issuer.certificate, issuer.private_key), ksef_type="both")
+    return Identity(cert, key)
+
+
+def seal(*, nip: str = COMPANY_NIP, key=None) -> Identity:
+    """A qualified-seal-like certificate: organizationIdentifier VATPL-<nip>, no given name or surname."""
+    name = _name(
+        (NameOID.COUNTRY_NAME, "PL"),
+        (NameOID.ORGANIZATION_IDENTIFIER, f"VATPL-{nip}"),
+        (NameOID.ORGANIZATION_NAME, "Przykładowa Spółka z o.o."),
+        (NameOID.COMMON_NAME, "Pieczęć Przykładowa"),
+    )
+    return _signing_identity(name, key or ec_key(f"seal-{nip}"))
+
+
+def person(*, pesel: str = PESEL, given: str = "Zenon", surname: str = "Żółkiewski", key=None) -> Identity:
+    """A personal qualified-signature-like certificate: serialNumber PNOPL-<pesel>."""
+    name = _name(
+        (NameOID.COUNTRY_NAME, "PL"),
+        (NameOID.GIVEN_NAME, given),
+        (NameOID.SURNAME, surname),
+        (NameOID.SERIAL_NUMBER, f"PNOPL-{pesel}"),
+        (NameOID.COMMON_NAME, f"{given} {surname}"),
+    )
+    return _signing_identity(name, key or ec_key(f"person-{pesel}"))
+
+
+def ministry_seal() -> Identity:
+    """The shape of the seal that signs every Profil Zaufany file (RSA, like the real one)."""
+    name = _name(
+        (NameOID.COUNTRY_NAME, "PL"),
+        (NameOID.ORGANIZATION_IDENTIFIER, "VATPL-5252955037"),
+        (NameOID.ORGANIZATION_NAME, "Test Ministry"),
+        (NameOID.COMMON_NAME, "Test - pieczęć podpisu zaufanego"),
+    )
+    return _signing_identity(name, rsa_key(label="ministry"))

@@ -14,19 +14,19 @@ from click.testing import CliRunner
 
 from cli import main
 from klucznik import certs as c
-from tests.certs_fixtures import AT
-from tests.certs_fixtures import COMPANY_NIP
-from tests.certs_fixtures import OTHER_NIP
-from tests.certs_fixtures import PASSWORD
-from tests.certs_fixtures import PESEL
-from tests.certs_fixtures import cert_pem
-from tests.certs_fixtures import certificate
-from tests.certs_fixtures import ec_key
-from tests.certs_fixtures import good_pair
-from tests.certs_fixtures import key_pem
-from tests.certs_fixtures import pkcs12_file
-from tests.certs_fixtures import rsa_key
-from tests.certs_fixtures import sample
+from tests.support.certificates import AT
+from tests.support.certificates import COMPANY_NIP
+from tests.support.certificates import OTHER_NIP
+from tests.support.certificates import PASSWORD
+from tests.support.certificates import PESEL
+from tests.support.certificates import cert_pem
+from tests.support.certificates import certificate
+from tests.support.certificates import ec_key
+from tests.support.certificates import good_pair
+from tests.support.certificates import key_pem
+from tests.support.certificates import pkcs12_file
+from tests.support.certificates import rsa_key
+from tests.support.certificates import sample
 
 CONSOLE_SCRIPT = Path(sys.executable).parent / "klucznik"
 AT_ISO = "2026-06-01T00:00:00Z"

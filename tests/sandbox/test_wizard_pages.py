@@ -19,8 +19,8 @@ from klucznik.authorize.session import active_tokens
 from klucznik.ksef.transport import RetryPolicy
 from sandbox import ca
 from sandbox import signer
-from tests.conftest import NOW
-from tests.sandbox_fixtures import OFFICE_NIP
+from tests.fixtures.sandbox import OFFICE_NIP
+from tests.support.defaults import NOW
 
 PESEL = "88102341294"
 

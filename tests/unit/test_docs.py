@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text("utf-8")
 _READ_PATTERNS = [
     re.compile(r"""environ(?:\.get)?\(\s*["'](KLUCZNIK_[A-Z0-9_]+)"""),

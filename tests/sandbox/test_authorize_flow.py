@@ -27,8 +27,8 @@ from klucznik.records import clients
 from klucznik.records import office
 from sandbox import ca
 from sandbox import signer
-from tests.conftest import NOW
-from tests.sandbox_fixtures import OFFICE_NIP
+from tests.fixtures.sandbox import OFFICE_NIP
+from tests.support.defaults import NOW
 
 PESEL = "88102341294"
 

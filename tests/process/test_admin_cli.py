@@ -13,7 +13,7 @@ import pytest
 from klucznik.instance.keyring import TEST_KDF
 from klucznik.instance.store import Store
 from klucznik.records import clients
-from tests.conftest import NOW
+from tests.support.defaults import NOW
 
 KLUCZNIK = str(Path(sys.executable).with_name("klucznik"))
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.xades_fixtures import AT
-from tests.xades_fixtures import CHALLENGE
-from tests.xades_fixtures import EXPIRES_AT
-from tests.xades_fixtures import NIP
-from tests.xades_fixtures import OTHER_NIP
+from tests.fixtures.signing import AT
+from tests.fixtures.signing import CHALLENGE
+from tests.fixtures.signing import EXPIRES_AT
+from tests.fixtures.signing import NIP
+from tests.fixtures.signing import OTHER_NIP
 
 SCRIPT = Path(sys.prefix) / "bin" / "klucznik"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CATALOG = ROOT / "translations" / "pl" / "LC_MESSAGES" / "messages.po"
 METHOD_MAP = [("app.py", "python"), ("blueprints/**.py", "python"), ("templates/**.html", "jinja2")]
 

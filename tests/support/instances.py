@@ -11,7 +11,7 @@ from typing import Any
 
 from klucznik.instance.store import Store
 from klucznik.records import clients
-from tests.conftest import NOW
+from tests.support.defaults import NOW
 
 _WEIGHTS = (6, 5, 7, 2, 3, 4, 5, 6, 7)
 
