@@ -33,7 +33,7 @@ SETTINGS = {
 class PortalRequest(Request):
     """Uploaded files stay in memory (bounded by ``MAX_CONTENT_LENGTH``): a private key never touches the disk.
 
-    Werkzeug would otherwise spool any upload over 500 KiB into a temporary file (SECURITY.md U28).
+    Werkzeug would otherwise spool any upload over 500 KiB into a temporary file.
     """
 
     def _get_file_stream(self, total_content_length: int | None, content_type: str | None,

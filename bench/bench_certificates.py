@@ -1,4 +1,4 @@
-"""Benchmark of the certificate checks (issue 3): prints figures, asserts nothing.
+"""Benchmark of the certificate checks : prints figures, asserts nothing.
 
 1. Validating a full set (two pairs, EC P-256 keys encrypted like the KSeF taxpayer application's:
    PKCS#8 PBES2, PBKDF2-HMAC-SHA256 100,000 iterations, AES-256-CBC) against the floor: the two key

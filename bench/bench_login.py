@@ -1,4 +1,4 @@
-"""Login and unseal time with the real key-derivation parameters (issue 2: Argon2id deliberately 0.2–0.6 s).
+"""Login and unseal time with the real key-derivation parameters (Argon2id deliberately 0.2–0.6 s).
 
 A real instance is set up with ``DEFAULT_KDF``; then, as after a restart, a new :class:`Store` over the
 same folder logs in (Argon2id → the user's private key → the database key → open and check the

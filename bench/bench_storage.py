@@ -1,4 +1,4 @@
-"""SQLCipher versus plain SQLite on the portal's own workload (issue 2: ratio, goal ≤ 1.5).
+"""SQLCipher versus plain SQLite on the portal's own workload (goal: ratio ≤ 1.5).
 
 The same domain calls run twice over a real instance: once as shipped (SQLCipher, raw 32-byte key), once
 with ``klucznik.storage.open_database`` replaced for the run by a variant that opens the file without a

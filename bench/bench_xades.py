@@ -1,4 +1,4 @@
-"""Benchmark of the signed-file check (issue 5): prints figures, asserts nothing.
+"""Benchmark of the signed-file check : prints figures, asserts nothing.
 
 Checks typical signed AuthTokenRequest files — what a qualified-seal tool (enveloped, EC P-256), a
 personal RSA-2048 signature and Profil Zaufany (XPath transform, RSA-2048, claimed role) produce — with

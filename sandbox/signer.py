@@ -6,7 +6,7 @@ without a real qualified certificate or a gov.pl account. The XAdES work is done
 
 * ``enveloped``: what KSeF's own clients emit (enveloped-signature transform, exclusive c14n);
 * ``enveloping``: the file inside ``ds:Object`` of a ``ds:Signature`` root ("podpis otaczający");
-* ``profil-zaufany``: the structure of a gov.pl Profil Zaufany signature (SIGNED-XML.md §1): the XPath
+* ``profil-zaufany``: the structure of a gov.pl Profil Zaufany signature (docs/SIGNED-XML.md): the XPath
   transform ``not(ancestor-or-self::ds:Signature)`` instead of enveloped-signature, and the person's given
   name, surname and PESEL in a signed ``ClaimedRole`` (``pz:EPSignature``, or the older ``ppZP:PodpisZP``).
   Real Profil Zaufany files are sealed with the Ministry's certificate, shared by every user; the person

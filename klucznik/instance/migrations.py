@@ -150,7 +150,7 @@ def m002_credentials_and_ksef(db: Database) -> None:
 
 @migrations()
 def m003_auth_request_progress(db: Database) -> None:
-    """Signed-XML wizard (issue 5): what an authentication in progress needs between two page loads.
+    """Signed-XML wizard: what an authentication in progress needs between two page loads.
 
     ``authentication_token`` is KSeF's short-lived operation token (needed to poll and redeem);
     ``followup`` is JSON for the step after login (the grant's reference, or the enrollments and their

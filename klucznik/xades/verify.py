@@ -165,7 +165,7 @@ def _check_other_transforms(ref: etree._Element) -> None:
 
 
 def _structure(root: etree._Element) -> _Shape:
-    """Root, signature count and place, references and transforms (SIGNED-XML.md §5.4 steps 4–6)."""
+    """Root, signature count and place, references and transforms (docs/SIGNED-XML.md, check 3)."""
     signatures = list(root.iter(DS_SIGNATURE))
     if root.tag == DS_SIGNATURE:
         style = "enveloping"
@@ -405,7 +405,7 @@ def check_signed_request(
     at: datetime,
     challenge_expires_at: datetime | None = None,
 ) -> CheckResult:
-    """Check an uploaded signed AuthTokenRequest (SIGNED-XML.md §5.4); never raises for bad input.
+    """Check an uploaded signed AuthTokenRequest (docs/SIGNED-XML.md); never raises for bad input.
 
     ``challenge``/``nip`` = what the portal issued (``None``: do not compare); ``challenge_expires_at`` with
     ``at`` decides expiry. The result's fields come only from what the verified signature covers.

@@ -325,7 +325,7 @@ while True:
 
 
 def test_kill_9_during_keyring_writes_leaves_a_whole_keyring(tmp_path: Path) -> None:
-    """F4 (SECURITY.md §3.2): the keyring is replaced atomically, so a kill never leaves a torn file."""
+    """The keyring is replaced atomically, so a kill never leaves a torn file."""
     from klucznik.instance.keyring import Keyring
 
     dmk = os.urandom(32)

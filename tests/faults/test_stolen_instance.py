@@ -1,4 +1,4 @@
-"""A stolen copy of instance/ reveals nothing (issue 2, SECURITY.md §1.5).
+"""A stolen copy of instance/ reveals nothing (docs/KEYS.md, "What a stolen copy reveals").
 
 Canaries — a client name, a NIP, a credential row with a PEM private key and its password, KSeF tokens —
 are stored through the real store; then every byte of every file under instance/ (database, ``-wal``,

@@ -1,4 +1,4 @@
-"""Removing a user rotates the database key (SECURITY.md §1.3), crash-safely and without stopping the portal.
+"""Removing a user rotates the database key (docs/KEYS.md), crash-safely and without stopping the portal.
 
 Real SQLCipher files, real keyring, real ``PRAGMA rekey``; interrupted rotations are produced by running
 the rotation's own steps up to the point of the crash, then opening the folder with a new Store.

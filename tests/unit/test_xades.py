@@ -249,7 +249,7 @@ def test_check_result_json_shape(xades_kit):
     }
 
 
-# --- SIGNED-XML.md §6, one by one --------------------------------------------------------------------------------
+# --- every refusal, one by one -------------------------------------------------------------------------------------
 
 
 def test_1_unsigned_file(xades_kit):
