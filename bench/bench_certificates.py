@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 
-from klucznik import certificates  # noqa: E402
+from klucznik import certs as certificates  # noqa: E402
 from tests.support.certificates import AT  # noqa: E402
 from tests.support.certificates import PASSWORD  # noqa: E402
 from tests.support.certificates import cert_pem  # noqa: E402

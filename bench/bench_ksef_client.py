@@ -15,11 +15,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from klucznik.ksef_client import KsefClient  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
 import sandbox  # noqa: E402
 from klucznik import xades  # noqa: E402
+from klucznik.ksef.client import KsefClient  # noqa: E402
 from sandbox import ca  # noqa: E402
 from sandbox import signer  # noqa: E402
 

@@ -26,19 +26,18 @@ from tests.fixtures.signing import CHALLENGE  # noqa: E402
 from tests.fixtures.signing import EXPIRES_AT  # noqa: E402
 from tests.fixtures.signing import NIP  # noqa: E402
 from tests.fixtures.signing import PESEL  # noqa: E402
-from tests.fixtures.signing import make_ca  # noqa: E402
-from tests.fixtures.signing import make_ministry_seal  # noqa: E402
-from tests.fixtures.signing import make_seal  # noqa: E402
+from tests.support.certificates import ministry_seal  # noqa: E402
+from tests.support.certificates import rsa_key  # noqa: E402
+from tests.support.certificates import seal as make_seal  # noqa: E402
 
 GOAL_MS = 50.0
 
 
 def files() -> dict[str, bytes]:
     """One signed file per typical shape."""
-    ca = make_ca()
-    seal = make_seal(ca)
-    seal_rsa = make_seal(ca, rsa_key=True)
-    ministry = make_ministry_seal(ca)
+    seal = make_seal(nip=NIP)
+    seal_rsa = make_seal(nip=NIP, key=rsa_key(label="seal"))
+    ministry = ministry_seal()
     xml = xades.build_auth_token_request(challenge=CHALLENGE, nip=NIP)
     person = signer.Person(given_name="Zenon", surname="Żółkiewski", pesel=PESEL)
     return {
