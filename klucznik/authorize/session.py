@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlite_utils import Database
@@ -36,7 +37,7 @@ def active_tokens(db: Database, client_id: int) -> AuthTokens | None:
 
 
 def save_tokens(
-    db: Database, *, client_id: int, context_nip: str, reference: str | None, tokens: AuthTokens, at
+    db: Database, *, client_id: int, context_nip: str, reference: str | None, tokens: AuthTokens, at: datetime
 ) -> int:
     """Store redeemed ``tokens`` as the client's active pair (inside ``store.write()``)."""
     return token_records.store_tokens(
