@@ -15,12 +15,15 @@ from blueprints.context import get_db
 from blueprints.context import get_store
 from blueprints.context import message
 from blueprints.context import now
+from blueprints.forms import AuthorizeForm
 from blueprints.forms import ClientForm
 from blueprints.forms import EmptyForm
 from blueprints.htmx import htmx_partial_or_page
 from blueprints.htmx import redirect_to
 from blueprints.htmx import render_page
+from klucznik import ids
 from klucznik.errors import FieldErrors
+from klucznik.errors import ValidationError
 from klucznik.records import clients
 from klucznik.records import credentials
 
@@ -109,3 +112,37 @@ def archive(client_id: int) -> Any:
             clients.set_archived(db, client_id, request.form.get("restore") != "1", actor=g.user.username,
                                  ip=client_ip(), at=now())
     return redirect_to(url_for("clients.view", client_id=client_id))
+
+
+@bp.route("/clients/authorize", methods=["GET", "POST"])
+@login_required
+def authorize() -> Any:
+    """"Dodaj autoryzację": start from a NIP; a known client goes to its wizard, a new one is created first."""
+    form = AuthorizeForm()
+    errors: dict[str, str] = {}
+    new_client = False
+    existing = None
+    if form.validate_on_submit():
+        try:
+            nip = ids.normalize_nip(form.nip.data or "")
+        except ValidationError as exc:
+            errors["nip"] = message(exc)
+        else:
+            existing = clients.find_by_nip(get_db(), nip)
+            if existing is not None and not existing.archived_at:
+                return redirect_to(url_for("wizard.start", client_id=existing.id))
+            if existing is None:
+                new_client = True
+                if (form.name.data or "").strip():
+                    try:
+                        values = clients.validate(nip=nip, name=form.name.data or "")
+                        with get_store().write() as db:
+                            client = clients.create_client(db, values, actor=g.user.username, ip=client_ip(),
+                                                           at=now())
+                    except FieldErrors as exc:
+                        errors = {name: message(err) for name, err in exc.errors.items()}
+                    else:
+                        return redirect_to(url_for("wizard.start", client_id=client.id))
+    status = 422 if errors or (existing is not None) else 200
+    return render_page("clients/authorize.html", status, form=form, errors=errors, new_client=new_client,
+                       archived=existing)

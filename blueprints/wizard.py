@@ -16,6 +16,7 @@ from flask import Blueprint
 from flask import abort
 from flask import current_app
 from flask import g
+from flask import render_template
 from flask import request
 from flask import url_for
 from flask_babel import gettext as _
@@ -109,8 +110,24 @@ def _page_context(client: clients.Client, auth_request: AuthRequest | None, meth
         if auth_request
         else "",
         "lang_code": lang(),
+        "step": wizard_step(auth_request, moment),
         **extra,
     }
+
+
+def wizard_step(auth_request: AuthRequest | None, moment) -> int:
+    """The number of the step bar's current step for methods 1 and 2 (5: everything done).
+
+    2 "download" while there is no usable file, 3 "sign" once a file was issued, 4 "upload and send"
+    from a checked file on, 5 when KSeF finished successfully.
+    """
+    if auth_request is None or auth_request.status == "failed":
+        return 2
+    if auth_request.status in ("issued", "checked") and auth_request.expired(moment):
+        return 2
+    if auth_request.status == "issued":
+        return 3
+    return 5 if auth_request.status == "done" else 4
 
 
 @bp.route("/clients/<int:client_id>/wizard")
@@ -196,8 +213,9 @@ def upload(client_id: int, request_id: int) -> Any:
     auth_request = _request(client_id, request_id)
     context = _page_context(client, auth_request, auth_request.method, result=result, upload_error=error)
     status = 200 if result is not None and result.ok else 422
-    template = "wizard/_check.html" if htmx else "wizard/method.html"
-    return render_page(template, status, **context)
+    if htmx:
+        return _partial("wizard/_check.html", status, **context)
+    return render_page("wizard/method.html", status, **context)
 
 
 @bp.route("/clients/<int:client_id>/wizard/attempts/<int:request_id>/submit", methods=["POST"])
@@ -215,8 +233,8 @@ def submit(client_id: int, request_id: int) -> Any:
     if not htmx:
         return render_page("wizard/method.html", **context)
     if auth_request.status == "checked":  # not sent (KSeF unavailable): offer the button again
-        return render_page("wizard/_confirm.html", **context)
-    return render_page("wizard/_progress.html", STOP_POLLING if auth_request.final else 200, **context)
+        return _partial("wizard/_confirm.html", 200, **context)
+    return _partial("wizard/_progress.html", STOP_POLLING if auth_request.final else 200, **context)
 
 
 @bp.route("/clients/<int:client_id>/wizard/attempts/<int:request_id>/progress")
@@ -236,9 +254,15 @@ def progress(client_id: int, request_id: int) -> Any:
         notice=notice,
         tokens=_token_summary(client_id) if auth_request.status == "done" else None,
     )
-    status = STOP_POLLING if auth_request.final else 200
-    template = "wizard/_progress.html" if htmx else "wizard/method.html"
-    return render_page(template, status if htmx else 200, **context)
+    if htmx:
+        return _partial("wizard/_progress.html", STOP_POLLING if auth_request.final else 200, **context)
+    return render_page("wizard/method.html", **context)
+
+
+def _partial(template: str, status: int, **context: Any) -> Any:
+    """An htmx partial with the step bar swapped out of band (the step moves as the attempt does)."""
+    html = render_template(template, **context) + render_template("wizard/_steps_oob.html", **context)
+    return current_app.make_response((html, status))
 
 
 def _token_summary(client_id: int) -> dict[str, Any] | None:

@@ -242,6 +242,12 @@ def get_client(db: Database, client_id: int) -> Client:
     return Client(*row)
 
 
+def find_by_nip(db: Database, nip: str) -> Client | None:
+    """The client with this (normalised) NIP, archived or not; ``None`` when the NIP is new."""
+    row = db.execute(f"SELECT {_COLUMNS} FROM clients WHERE nip = ?", [nip]).fetchone()
+    return Client(*row) if row else None
+
+
 def search(
     db: Database, query: str = "", *, archived: bool = False, page: int = 1, per_page: int = 25
 ) -> ClientPage:
