@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import pytest
 from bs4 import BeautifulSoup
 
 from klucznik.instance.store import Store
 from klucznik.records import clients
+from tests.support.certificates import AT
 from tests.support.defaults import ADMIN
 from tests.support.defaults import CLIENT_NIP
 from tests.support.defaults import NOW
 from tests.support.instances import dump
 from tests.support.web import WebClient
+from tests.web.test_cert_upload import button_disabled
+from tests.web.test_cert_upload import post_check
+from tests.web.test_cert_upload import post_upload
+from tests.web.test_cert_upload import statuses
+from tests.web.test_cert_upload import upload_url
+from tests.web.test_cert_upload import valid_form
 
 NEW_NIP = "5252955037"
 
@@ -115,3 +123,110 @@ def test_authorize_archived_nip_is_refused_with_a_link(web: WebClient, store: St
     page = soup(response)
     assert "jest w archiwum" in page.get_text()
     assert page.find("a", href=f"/clients/{client_company.id}") is not None
+
+
+# -- item 16: the online pair alone; what is still missing ------------------------------------------------
+
+
+@pytest.fixture
+def pinned(app):
+    """Validation time pinned to :data:`AT` (the generated certificates are valid around it)."""
+    app.config["KLUCZNIK_CLOCK"] = lambda: AT
+    return app
+
+
+def online_only() -> dict[str, object]:
+    form = valid_form()
+    for name in ("offline_crt", "offline_key", "offline_password"):
+        del form[name]
+    return form
+
+
+def offline_only() -> dict[str, object]:
+    form = valid_form()
+    for name in ("online_crt", "online_key", "online_password"):
+        del form[name]
+    return form
+
+
+def missing(response) -> dict[str, list[str]]:  # noqa: ANN001
+    box = soup(response).select_one("#upload-missing")
+    assert box is not None
+    return {ul["data-list"]: [li.get_text(strip=True) for li in ul.select("li")] for ul in box.select("ul")}
+
+
+def test_online_pair_alone_enables_the_button_and_says_what_the_client_lacks(web, client_company, pinned):  # noqa: ANN001
+    response = post_check(web, client_company.id, "online-password", online_only())
+    assert response.status_code == 200
+    assert not button_disabled(response)
+    assert missing(response) == {}
+    notice = soup(response).select_one("[data-notice=offline-later]").get_text(" ", strip=True)
+    assert "trybie offline" in notice and "KOD II" in notice and "później" in notice
+    assert statuses(response)["offline-crt"][0] == "empty"
+
+
+def test_online_pair_alone_is_stored_and_the_offline_pair_follows_later(web, store, client_company, pinned):  # noqa: ANN001
+    form = online_only()
+    assert post_upload(web, client_company.id, form).status_code == 303
+    with store.connect() as db:
+        rows = list(db.query("SELECT slot, status FROM credentials WHERE client_id = ?", [client_company.id]))
+        audit = list(db.query("SELECT details FROM audit_log WHERE action = 'credentials.upload'"))
+        assert clients.get_client(db, client_company.id).auth_method == "user_certs"
+    assert rows == [{"slot": "online", "status": "active"}]
+    assert "online_serial" in audit[0]["details"] and "offline_serial" not in audit[0]["details"]
+    view = soup(web.get(f"/clients/{client_company.id}"))
+    assert "nie może wystawiać faktur w trybie offline" in view.select_one("[data-notice=offline-missing]").get_text()
+    # later: the offline pair alone (the online section may stay empty now that the client has one)
+    page = soup(web.get(upload_url(client_company.id)))
+    assert page.select_one("[data-optional=online]") is not None
+    check = post_check(web, client_company.id, "offline-password", offline_only())
+    assert not button_disabled(check) and missing(check) == {}
+    assert soup(check).select_one("[data-notice=offline-later]") is None
+    assert post_upload(web, client_company.id, offline_only()).status_code == 303
+    with store.connect() as db:
+        rows = list(db.query("SELECT slot, status FROM credentials WHERE client_id = ? ORDER BY id",
+                             [client_company.id]))
+    assert rows == [{"slot": "online", "status": "active"}, {"slot": "offline", "status": "active"}]
+    assert soup(web.get(f"/clients/{client_company.id}")).select_one("[data-notice=offline-missing]") is None
+
+
+def test_nothing_given_is_not_enough_even_with_a_stored_online_pair(web, store, client_company, pinned):  # noqa: ANN001
+    assert post_upload(web, client_company.id, online_only()).status_code == 303
+    before = dump(store)
+    response = post_upload(web, client_company.id, {"nip": "526-104-08-28"})
+    assert response.status_code == 422
+    assert dump(store) == before
+
+
+def test_the_missing_list_next_to_the_disabled_button(web, client_company, pinned):  # noqa: ANN001
+    first = soup(web.get(upload_url(client_company.id)))
+    assert first.select_one("#upload-submit").has_attr("disabled")
+    assert [li.get_text(strip=True) for li in first.select("#upload-missing [data-list=to-fill] li")] == [
+        "certyfikat uwierzytelniający (.crt)", "klucz prywatny certyfikatu uwierzytelniającego (.key)"]
+    form = online_only()
+    del form["online_key"]
+    del form["online_password"]
+    response = post_check(web, client_company.id, "online-crt", form)
+    assert button_disabled(response)
+    assert missing(response) == {"to-fill": ["klucz prywatny certyfikatu uwierzytelniającego (.key)"]}
+    form = {**online_only(), "online_password": "zle-haslo"}
+    response = post_check(web, client_company.id, "online-password", form)
+    assert button_disabled(response)
+    assert missing(response) == {"to-fix": ["hasło klucza uwierzytelniającego"]}
+    form = online_only()
+    del form["online_password"]
+    response = post_check(web, client_company.id, "online-key", form)
+    assert missing(response) == {"to-fill": ["hasło klucza uwierzytelniającego"]}
+    # a started offline section must be completed (or emptied)
+    form = {**online_only(), "offline_crt": valid_form()["offline_crt"]}
+    response = post_check(web, client_company.id, "offline-crt", form)
+    assert button_disabled(response)
+    assert missing(response) == {"to-fill": ["klucz prywatny certyfikatu offline (.key)"]}
+    assert soup(response).select_one("[data-notice=offline-later]") is None
+
+
+def test_inline_checks_of_one_form_replace_each_other(web, client_company, pinned):  # noqa: ANN001
+    page = soup(web.get(upload_url(client_company.id)))
+    inputs = page.select("#cert-upload [hx-post]")
+    assert len(inputs) == 7
+    assert all(element["hx-sync"] == "closest form:replace" for element in inputs)
