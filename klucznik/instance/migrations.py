@@ -179,3 +179,14 @@ _M004_KEY = str.maketrans({ch: chr(0xE000 + i) for i, ch in enumerate(_M004_ALPH
 def _m004_sort_key(name: str) -> str:
     """The sort key of ``name`` as m004 computed it (casefold, then the Polish alphabet's order)."""
     return name.casefold().translate(_M004_KEY)
+
+
+@migrations()
+def m007_flows_old_nip(db: Database) -> None:
+    """A client's NIP changed after it was connected: its authorization stays as history of the old NIP.
+
+    ``old_nip`` is set on the credentials, KSeF tokens and login attempts that belonged to the client
+    under its previous NIP; such rows are never used again (their status is no longer active).
+    """
+    for table in ("credentials", "ksef_tokens", "auth_requests"):
+        db.execute(f"ALTER TABLE {table} ADD COLUMN old_nip TEXT")

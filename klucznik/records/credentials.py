@@ -94,7 +94,7 @@ def add_credential(
 #: What the client page shows of each credential (never the key or its password).
 SUMMARY_COLUMNS = (
     "id, slot, origin, ksef_type, serial, subject, issuer, not_before, not_after, status, created_at, "
-    "created_by, superseded_at"
+    "created_by, superseded_at, old_nip"
 )
 
 

@@ -7,6 +7,7 @@ from bs4 import BeautifulSoup
 
 from klucznik.instance.store import Store
 from klucznik.records import clients
+from klucznik.records import tokens
 from tests.support.certificates import AT
 from tests.support.defaults import ADMIN
 from tests.support.defaults import CLIENT_NIP
@@ -230,3 +231,83 @@ def test_inline_checks_of_one_form_replace_each_other(web, client_company, pinne
     inputs = page.select("#cert-upload [hx-post]")
     assert len(inputs) == 7
     assert all(element["hx-sync"] == "closest form:replace" for element in inputs)
+
+
+# -- item 17: a connected client's NIP changes only after a confirmation -------------------------------------
+
+
+def connect(web, store, company) -> None:  # noqa: ANN001
+    """Connect ``company``: the online pair uploaded (method 3), KSeF tokens, and a login attempt under way."""
+    assert post_upload(web, company.id, online_only()).status_code == 303
+    with store.write() as db:
+        tokens.store_tokens(db, client_id=company.id, context_nip=company.nip, reference="20261201-AU-1",
+                            tokens=tokens.StoredTokens("access", NOW, "refresh", NOW), at=NOW)
+        db["auth_requests"].insert({
+            "client_id": company.id, "method": "grant", "challenge": "20261201-CR-1", "challenge_timestamp": "x",
+            "expires_at": "2026-12-01T09:10:00Z", "unsigned_xml": b"<x/>", "status": "submitted",
+            "authentication_token": "op-token", "created_at": "2026-12-01T09:00:00Z",
+            "updated_at": "2026-12-01T09:00:00Z"})
+
+
+def edit_form(company, nip: str) -> dict[str, str]:  # noqa: ANN001
+    return {"nip": nip, "name": company.name, "email": company.email, "notes": ""}
+
+
+def test_changing_the_nip_of_a_connected_client_asks_first(web, store, client_company, pinned):  # noqa: ANN001
+    connect(web, store, client_company)
+    web.get(f"/clients/{client_company.id}/edit")
+    before = dump(store)
+    response = web.post(f"/clients/{client_company.id}/edit", edit_form(client_company, NEW_NIP))
+    assert response.status_code == 409
+    assert dump(store) == before
+    box = soup(response).select_one("#confirm-nip-change")
+    text = box.get_text(" ", strip=True)
+    assert "połączony z KSeF dla NIP 526-104-08-28" in text and "525-295-50-37" in text
+    assert box.select_one("input[name=confirm_nip_change]")["value"] == NEW_NIP
+    assert box.find("a", href=f"/clients/new?nip={NEW_NIP}") is not None
+    # the alternative: a new client with that NIP, the form filled in
+    new_form = soup(web.get(f"/clients/new?nip={NEW_NIP}"))
+    assert new_form.select_one("input#nip")["value"] == NEW_NIP
+
+
+def test_a_confirmed_nip_change_retires_the_old_authorization(web, store, client_company, pinned):  # noqa: ANN001
+    connect(web, store, client_company)
+    web.get(f"/clients/{client_company.id}/edit")
+    form = {**edit_form(client_company, "525-295-50-37"), "confirm_nip_change": NEW_NIP}
+    response = web.post(f"/clients/{client_company.id}/edit", form)
+    assert response.status_code == 303
+    with store.connect() as db:
+        client = clients.get_client(db, client_company.id)
+        assert client.nip == NEW_NIP and client.auth_method is None
+        assert not clients.is_connected(db, client.id)
+        creds = list(db.query("SELECT status, old_nip FROM credentials"))
+        toks = list(db.query("SELECT status, old_nip FROM ksef_tokens"))
+        attempts = list(db.query("SELECT status, old_nip, authentication_token, followup FROM auth_requests"))
+        assert tokens.active_tokens(db, client.id) is None
+        audit = list(db.query("SELECT details FROM audit_log WHERE action = 'clients.update'"))
+    assert creds == [{"status": "superseded", "old_nip": CLIENT_NIP}]
+    assert toks == [{"status": "superseded", "old_nip": CLIENT_NIP}]
+    assert [(a["status"], a["old_nip"], a["authentication_token"]) for a in attempts] == [("failed", CLIENT_NIP, None)]
+    assert "starego NIP-u" in attempts[0]["followup"]
+    assert '"credentials": 1' in audit[-1]["details"] and '"tokens": 1' in audit[-1]["details"]
+    page = soup(web.get(f"/clients/{client_company.id}"))
+    assert "należy do starego NIP-u 526-104-08-28" in page.select_one("[data-notice=old-nip]").get_text()
+    assert "nieużywany: należy do starego NIP-u 526-104-08-28" in page.select_one("table.list").get_text()
+
+
+def test_a_confirmation_for_another_nip_does_not_count(web, store, client_company, pinned):  # noqa: ANN001
+    connect(web, store, client_company)
+    web.get(f"/clients/{client_company.id}/edit")
+    before = dump(store)
+    form = {**edit_form(client_company, "7740001454"), "confirm_nip_change": NEW_NIP}
+    assert web.post(f"/clients/{client_company.id}/edit", form).status_code == 409
+    assert dump(store) == before
+
+
+def test_a_client_not_connected_changes_its_nip_at_once(web, store, client_company) -> None:  # noqa: ANN001
+    web.get(f"/clients/{client_company.id}/edit")
+    response = web.post(f"/clients/{client_company.id}/edit", edit_form(client_company, NEW_NIP))
+    assert response.status_code == 303
+    with store.connect() as db:
+        assert clients.get_client(db, client_company.id).nip == NEW_NIP
+        assert clients.old_nips(db, client_company.id) == []
