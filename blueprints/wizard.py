@@ -111,8 +111,15 @@ def _page_context(client: clients.Client, auth_request: AuthRequest | None, meth
         else "",
         "lang_code": lang(),
         "step": wizard_step(auth_request, moment),
+        "download_name": download_name(client, auth_request) if auth_request else "",
         **extra,
     }
+
+
+def download_name(client: clients.Client, auth_request: AuthRequest) -> str:
+    """``AuthTokenRequest-<NIP>-<date>.xml``: the client's NIP and the day the file was prepared (Warsaw)."""
+    day = auth_request.created_at.astimezone(LOCAL_TIME).strftime("%Y-%m-%d")
+    return f"AuthTokenRequest-{client.nip}-{day}.xml"
 
 
 def wizard_step(auth_request: AuthRequest | None, moment) -> int:
@@ -145,6 +152,8 @@ def method_page(client_id: int, slug: str) -> Any:
     method = _method(slug)
     client = _client(client_id)
     latest = latest_request(get_db(), client_id, method=method)
+    if latest is not None and clients.of_old_nip(get_db(), latest.id):  # the client's NIP changed since
+        latest = None
     return render_page("wizard/method.html", **_page_context(client, latest, method))
 
 
@@ -162,7 +171,8 @@ def new_request(client_id: int, slug: str) -> Any:
             503 if isinstance(exc, KsefError) else 422,
             **_page_context(client, None, method, error=message(exc)),
         )
-    return redirect_to(url_for("wizard.attempt", client_id=client.id, request_id=auth_request.id))
+    # One click: the attempt's page opens and starts the download itself (a meta refresh, no script).
+    return redirect_to(url_for("wizard.attempt", client_id=client.id, request_id=auth_request.id, download=1))
 
 
 @bp.route("/clients/<int:client_id>/wizard/attempts/<int:request_id>")
@@ -170,16 +180,20 @@ def new_request(client_id: int, slug: str) -> Any:
 def attempt(client_id: int, request_id: int) -> Any:
     """One attempt: download, instructions, upload, confirmation and progress, as far as it got."""
     client, auth_request = _attempt(client_id, request_id)
-    return render_page("wizard/method.html", **_page_context(client, auth_request, auth_request.method))
+    context = _page_context(client, auth_request, auth_request.method)
+    start_download = (
+        request.args.get("download") == "1" and auth_request.status == "issued" and not auth_request.expired(now())
+    )
+    return render_page("wizard/method.html", start_download=start_download, **context)
 
 
 @bp.route("/clients/<int:client_id>/wizard/attempts/<int:request_id>/AuthTokenRequest.xml")
 @login_required
 def download(client_id: int, request_id: int) -> Any:
     """The unsigned file, exactly as stored, as an attachment (signing tools must get it unchanged)."""
-    auth_request = _request(client_id, request_id)
+    client, auth_request = _attempt(client_id, request_id)
     response = current_app.response_class(auth_request.unsigned_xml, mimetype="application/xml")
-    response.headers["Content-Disposition"] = "attachment; filename=AuthTokenRequest.xml"
+    response.headers["Content-Disposition"] = f"attachment; filename={download_name(client, auth_request)}"
     response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -252,6 +252,12 @@ def old_nips(db: Database, client_id: int) -> list[str]:
     return sorted(row[0] for row in rows)
 
 
+def of_old_nip(db: Database, request_id: int) -> bool:
+    """True when the login attempt ``request_id`` belonged to the client's previous NIP."""
+    row = db.execute("SELECT old_nip FROM auth_requests WHERE id = ?", [request_id]).fetchone()
+    return bool(row and row[0])
+
+
 def update_client(
     db: Database,
     client_id: int,
