@@ -20,6 +20,7 @@ from flask import g
 from flask import request
 from flask import url_for
 from flask_babel import gettext as _
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from blueprints.auth import login_required
 from blueprints.context import client_ip
@@ -87,7 +88,8 @@ def upload(client_id: int) -> Any:
     form = _read_form()
     result = _evaluate(form, client, stored)
     if not result.ok:
-        statuses = _statuses(form, result)
+        # The file and password inputs come back empty: say what was wrong, never show green over them.
+        statuses = _after_refusal(_statuses(form, result))
         return render_page(
             "certificates/upload.html",
             422,
@@ -127,6 +129,28 @@ def check(client_id: int, target: str) -> Any:
         missing=_missing(form, result, statuses),
         stored=stored,
     )
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def too_large(_exc: RequestEntityTooLarge) -> Any:
+    """More than the portal accepts at once: said at the field that was checked (or on the page), not in a
+    banner that would stay after later files pass."""
+    client = clients.get_client(get_db(), int((request.view_args or {}).get("client_id", 0)))
+    stored = credentials.active_slots(get_db(), client.id)
+    statuses = _blank_statuses()
+    text = _("This file is too large: the portal accepts at most 2 MB at once. Certificates and keys from KSeF "
+             "are a few kilobytes: check that you chose the right file.")
+    target = (request.view_args or {}).get("target")
+    empty = Missing(to_fill=[], to_fix=[], offline_later=False)
+    if request.endpoint == "certificates.check" and target in TARGETS:
+        statuses[target].errors.append(text)
+        statuses[target].codes.append("request_too_large")
+        statuses[target].state = "error"
+        missing = Missing(to_fill=[], to_fix=[_field_labels()[target]], offline_later=False)
+        return render_page("certificates/_check.html", 422, target=target, statuses=statuses, ready=False,
+                           missing=missing, stored=stored)
+    return render_page("certificates/upload.html", 413, client=client, nip=client.nip_formatted,
+                       statuses=statuses, ready=False, failed=True, missing=empty, stored=stored, too_large=text)
 
 
 # -- parsing ------------------------------------------------------------------------------------------------
@@ -220,6 +244,18 @@ def _missing(form: UploadForm, result: certificates.SetCheck, statuses: dict[str
     if result.ok:
         to_fill, to_fix = [], []
     return Missing(to_fill=to_fill, to_fix=to_fix, offline_later="offline" in result.absent)
+
+
+def _after_refusal(statuses: dict[str, FieldStatus]) -> dict[str, FieldStatus]:
+    """After a refused submit the file and password inputs come back empty: keep only the errors and
+    warnings (what was wrong with what was sent), never a green verdict over a field that is now empty."""
+    for target, status in statuses.items():
+        if target == "nip":
+            continue
+        status.summary = []
+        status.notes = []
+        status.state = _state(status)
+    return statuses
 
 
 # -- statuses -----------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from flask import render_template
 from flask import request
 from flask import url_for
 from flask_babel import gettext as _
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from blueprints.auth import login_required
 from blueprints.context import client_ip
@@ -28,6 +29,7 @@ from blueprints.context import get_store
 from blueprints.context import lang
 from blueprints.context import message
 from blueprints.context import now
+from blueprints.errors import error_response
 from blueprints.htmx import STOP_POLLING
 from blueprints.htmx import htmx
 from blueprints.htmx import redirect_to
@@ -45,6 +47,22 @@ from klucznik.ksef.errors import KsefError
 from klucznik.records import clients
 
 bp = Blueprint("wizard", __name__)
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def too_large(_exc: RequestEntityTooLarge) -> Any:
+    """A signed file above the portal's limit: said under the upload field (swapped like any verdict), not in
+    a banner that would stay after a later file passes."""
+    args = request.view_args or {}
+    if request.endpoint != "wizard.upload":
+        return error_response(413, _("The file is too large"), _("Reload the page and try again."))
+    client, auth_request = _attempt(int(args["client_id"]), int(args["request_id"]))
+    error = _("This file is too large: the portal accepts at most 2 MB at once. A signed login file has a few "
+              "kilobytes: check that you chose the file the signing program saved.")
+    context = _page_context(client, auth_request, auth_request.method, upload_error=error)
+    if htmx:
+        return _partial("wizard/_check.html", 422, **context)
+    return render_page("wizard/method.html", 413, **context)
 
 METHOD_SLUGS = {"grant": "grant", "certificates": "portal_certs"}
 SLUG_OF = {v: k for k, v in METHOD_SLUGS.items()}

@@ -103,3 +103,39 @@ def test_nip_change_after_method_1_retires_the_tokens(wiz):  # noqa: F811
     # the wizard starts afresh for the new NIP
     page = wiz.web.get(f"{wiz.base}/grant")
     assert current_step(page) == "2"
+
+
+# -- item 19: nothing stale after "Gotowe" -------------------------------------------------------------------
+
+
+def test_after_done_the_page_no_longer_offers_the_file_nor_its_minutes(wiz):  # noqa: F811
+    attempt = wiz.new_attempt()
+    opened = wiz.web.get(wiz.url(attempt))
+    assert "min" in soup(opened).select_one("#validity").get_text()  # while the file is valid
+    attempt, final = connect_with_method_1(wiz)
+    # the last htmx answer swaps the download step out of band: no file, no minutes left
+    section = soup(final).select_one("#step-download")
+    assert section is not None and section["hx-swap-oob"] == "true"
+    assert "Nowy plik nie jest potrzebny" in section.get_text()
+    assert section.select("a[download], form") == []
+    assert "zostało" not in section.get_text()
+    # the validity poll of a page opened earlier stops and says nothing any more
+    validity = wiz.web.get(wiz.url(attempt, "validity"), htmx=True)
+    assert validity.status_code == 286
+    assert soup(validity).select_one("#validity").get_text(strip=True) == ""
+    # and a reload of the page shows the same
+    page = soup(wiz.web.get(wiz.url(attempt)))
+    assert page.select("#step-download a[download], #step-download form") == []
+    assert "zostało" not in page.get_text()
+
+
+def test_a_too_large_signed_file_is_said_under_the_field(wiz):  # noqa: F811
+    from tests.web.test_flows_web import too_large_post
+
+    attempt = wiz.new_attempt()
+    response = too_large_post(wiz.web, wiz.url(attempt, "upload"), "signed")
+    assert response.status_code == 422
+    assert "za duży" in soup(response).select_one(".alert-error").get_text()
+    later = wiz.upload(attempt, sign(wiz.download(attempt), nip=wiz.company.nip))
+    assert later.status_code == 200
+    assert soup(later).select_one('[hx-swap-oob="innerHTML:#alerts"]') is not None

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from io import BytesIO
+
 import pytest
 from bs4 import BeautifulSoup
+from werkzeug.datastructures import FileStorage
+from werkzeug.test import encode_multipart
 
 from klucznik.instance.store import Store
 from klucznik.records import clients
@@ -311,3 +315,49 @@ def test_a_client_not_connected_changes_its_nip_at_once(web, store, client_compa
     with store.connect() as db:
         assert clients.get_client(db, client_company.id).nip == NEW_NIP
         assert clients.old_nips(db, client_company.id) == []
+
+
+# -- item 19: stale states ---------------------------------------------------------------------------------
+
+
+def test_after_a_refused_submit_no_green_status_stays_over_an_emptied_field(web, store, client_company, pinned):  # noqa: ANN001
+    form = {**valid_form(), "offline_password": "zle-haslo"}
+    response = post_upload(web, client_company.id, form)
+    assert response.status_code == 422
+    found = statuses(response)
+    assert found["offline-password"][0] == "error"
+    # only the NIP input keeps its value after the refusal, so only its verdict may stay green
+    assert {target: state for target, (state, _codes, _text) in found.items() if state == "ok"} == {"nip": "ok"}
+    assert [box.parent["id"] for box in soup(response).select(".cert-summary")] == ["status-nip"]
+
+
+def too_large_post(web, url: str, field: str, *, htmx: bool = True):  # noqa: ANN001
+    """A post of one file above the portal's 2 MB limit (encoded in memory: the test client would otherwise
+    spool it to a temporary file it never closes)."""
+    boundary, body = encode_multipart({field: FileStorage(BytesIO(b"0" * (3 * 1024 * 1024)), "big.crt")})
+    headers = {"X-CSRFToken": web.token(), **({"HX-Request": "true"} if htmx else {})}
+    return web.client.post(url, data=body, headers=headers, content_type=f"multipart/form-data; boundary={boundary}")
+
+
+def test_a_too_large_file_is_explained_at_the_field_and_goes_away(web, client_company, pinned):  # noqa: ANN001
+    web.get(upload_url(client_company.id))
+    response = too_large_post(web, f"/clients/{client_company.id}/certificates/check/online-crt", "online_crt")
+    assert response.status_code == 422  # swapped like any verdict, not an error banner
+    found = statuses(response)
+    assert found["online-crt"][0] == "error" and "za duży" in found["online-crt"][2]
+    assert "2 MB" in found["online-crt"][2]
+    assert button_disabled(response)
+    # a later file that passes replaces it, and clears any banner left in #alerts
+    later = post_check(web, client_company.id, "online-password", online_only())
+    assert statuses(later)["online-crt"][0] == "ok"
+    assert soup(later).select_one('[hx-swap-oob="innerHTML:#alerts"]') is not None
+
+
+def test_a_too_large_final_upload_says_so_on_the_page(web, store, client_company, pinned):  # noqa: ANN001
+    web.get(upload_url(client_company.id))
+    before = dump(store)
+    response = too_large_post(web, upload_url(client_company.id), "online_crt", htmx=False)
+    assert response.status_code == 413
+    assert "za duży" in soup(response).select_one(".alert-error").get_text()
+    assert soup(response).select_one("#cert-upload") is not None
+    assert dump(store) == before
