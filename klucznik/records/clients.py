@@ -308,7 +308,11 @@ def update_client(
         action="clients.update",
         object_type="client",
         object_id=client_id,
-        details={"changed": sorted(changed), **({"old_nip_authorization": retired} if retired else {})},
+        details={
+            "changed": sorted(changed),
+            "changes": {k: [getattr(before, k), changed[k]] for k in sorted(changed)},
+            **({"old_nip_authorization": retired} if retired else {}),
+        },
         ip=ip,
         at=at,
     )

@@ -139,3 +139,28 @@ def test_a_too_large_signed_file_is_said_under_the_field(wiz):  # noqa: F811
     later = wiz.upload(attempt, sign(wiz.download(attempt), nip=wiz.company.nip))
     assert later.status_code == 200
     assert soup(later).select_one('[hx-swap-oob="innerHTML:#alerts"]') is not None
+
+
+# -- item 20: a failed KSeF call is in the audit log, in words ------------------------------------------------
+
+
+def test_a_503_on_the_challenge_is_in_the_audit_log(wiz):  # noqa: F811
+    wiz.web.get(f"{wiz.base}/grant")
+    wiz.server.inject("POST /auth/challenge", "error", status=503, times=10)
+    response = wiz.web.post(f"{wiz.base}/grant/new")
+    assert response.status_code == 503
+    with wiz.store.connect() as db:
+        rows = list(db.query("SELECT actor, action, object_id, details FROM audit_log "
+                             "WHERE action = 'ksef.auth.challenge_failed'"))
+        operations = list(db.query("SELECT operation, ok, http_status FROM ksef_operations"))
+    assert len(rows) == 1 and rows[0]["actor"] == "admin" and rows[0]["object_id"] == str(wiz.company.id)
+    assert '"http_status": 503' in rows[0]["details"]
+    assert operations == [{"operation": "auth.challenge", "ok": 0, "http_status": 503}]
+    page = soup(wiz.web.get("/admin/audit"))
+    row = page.select_one('tr[data-action="ksef.auth.challenge_failed"]')
+    cells = [td.get_text(" ", strip=True) for td in row.select("td")]
+    assert cells[2] == "KSeF: nie udało się przygotować pliku logowania"
+    assert cells[3] == f"{wiz.company.name} (NIP 526-104-08-28)"
+    assert "status HTTP: 503" in cells[4]
+    moment = wiz.clock().astimezone(ZoneInfo("Europe/Warsaw")).strftime("%Y-%m-%d %H:%M")
+    assert cells[0].startswith(moment)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+from datetime import datetime
 from io import BytesIO
 
 import pytest
@@ -10,6 +12,7 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.test import encode_multipart
 
 from klucznik.instance.store import Store
+from klucznik.records import audit
 from klucznik.records import clients
 from klucznik.records import tokens
 from tests.support.certificates import AT
@@ -361,3 +364,51 @@ def test_a_too_large_final_upload_says_so_on_the_page(web, store, client_company
     assert "za duży" in soup(response).select_one(".alert-error").get_text()
     assert soup(response).select_one("#cert-upload") is not None
     assert dump(store) == before
+
+
+# -- item 20: the audit log for people -----------------------------------------------------------------------
+
+
+def audit_rows(response) -> list[dict[str, str]]:  # noqa: ANN001
+    rows = []
+    for tr in soup(response).select("table.audit tbody tr"):
+        cells = [td.get_text(" ", strip=True) for td in tr.select("td")]
+        rows.append({"action": tr["data-action"], "when": cells[0], "user": cells[1], "what": cells[2],
+                     "object": cells[3], "details": cells[4]})
+    return rows
+
+
+def test_the_audit_log_shows_names_words_changes_and_polish_time(web, store, client_company) -> None:  # noqa: ANN001
+    web.get(f"/clients/{client_company.id}/edit")
+    form = {"nip": CLIENT_NIP, "name": "Nowa Nazwa S.A.", "email": "kontakt@nowa.pl", "notes": ""}
+    assert web.post(f"/clients/{client_company.id}/edit", form).status_code == 303
+    rows = audit_rows(web.get("/admin/audit"))
+    update = next(r for r in rows if r["action"] == "clients.update")
+    assert update["what"] == "Zmiana danych klienta"
+    assert update["object"] == "Nowa Nazwa S.A. (NIP 526-104-08-28)"
+    assert "nazwa : Przykładowa Spółka z o.o. → Nowa Nazwa S.A." in update["details"]
+    assert "e-mail : biuro@przyklad.pl → kontakt@nowa.pl" in update["details"]
+    assert "klient 1" not in update["object"]
+    created = next(r for r in rows if r["action"] == "clients.create")
+    assert created["when"] == "2026-12-01 10:00:00"  # NOW is 09:00 UTC: 10:00 in Warsaw in December
+    login = next(r for r in rows if r["action"] == "auth.login")
+    assert login["what"] == "Zalogowanie" and login["object"] == "użytkownik admin"
+    page = soup(web.get("/admin/audit"))
+    assert page.find("th", string="Kiedy (czas polski)") is not None
+    labels = [o.get_text(strip=True) for o in page.select("select[name=action] option")]
+    assert "Zmiana danych klienta" in labels and "clients.update" not in labels
+    web.post("/language", {"lang": "en", "next": "/"})
+    english = audit_rows(web.get("/admin/audit"))
+    assert next(r for r in english if r["action"] == "clients.update")["what"] == "Client data changed"
+
+
+def test_audit_dates_are_the_offices_days(web, store, client_company) -> None:  # noqa: ANN001
+    # 2026-12-01 23:30 UTC is already 2 December in Warsaw
+    with store.write() as db:
+        audit.record(db, actor="admin", action="clients.archive", object_type="client",
+                     object_id=client_company.id, at=datetime(2026, 12, 1, 23, 30, tzinfo=UTC))
+    on_2nd = audit_rows(web.get("/admin/audit?action=clients.archive&since=2026-12-02&until=2026-12-02"))
+    assert [r["action"] for r in on_2nd] == ["clients.archive"]
+    assert on_2nd[0]["when"] == "2026-12-02 00:30:00"
+    on_1st = audit_rows(web.get("/admin/audit?action=clients.archive&since=2026-12-01&until=2026-12-01"))
+    assert "clients.archive" not in [r["action"] for r in on_1st]
