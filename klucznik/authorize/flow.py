@@ -29,6 +29,8 @@ from klucznik.ksef.errors import KsefError
 from klucznik.ksef.statuses import Explanation
 from klucznik.ksef.statuses import explain_auth_status
 from klucznik.records import clients
+from klucznik.records import office
+from klucznik.text import Text
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ def advance(
             update_request(db, request.id, at, status="checked")
             request = get_request(db, request.id)
     try:
+        _same_environment(store, request)
         if request.status == "submitted":
             request = _poll_auth(store, request, ksef=ksef, actor=actor, at=at, ip=ip)
         if request.status == "authenticated":
@@ -113,6 +116,21 @@ def advance(
         # a refusal ended the request above; anything else is temporary and the next poll retries
         return Progress(request, request.explanation(), notice=exc)
     return Progress(request, request.explanation())
+
+
+def _same_environment(store: Store, request: AuthRequest) -> None:
+    """Refuse to go on with an attempt started in another KSeF environment than the current one."""
+    if request.final or request.status in ("issued", "checked") or request.ksef_environment is None:
+        return
+    with store.connect() as db:
+        current = office.get_office(db).ksef_environment
+    if request.ksef_environment != current:
+        mismatch = office.environment_mismatch(
+            stored=request.ksef_environment,
+            current=current,
+            what=Text("Ta próba logowania", "This login attempt"),
+        )
+        raise WizardError(mismatch.text, code=mismatch.code)
 
 
 def _poll_auth(

@@ -25,6 +25,7 @@ from klucznik.ksef.client import KsefClient
 from klucznik.ksef.errors import KsefError
 from klucznik.records import audit
 from klucznik.records import clients
+from klucznik.records import office
 from klucznik.text import Text
 
 
@@ -69,6 +70,7 @@ def issue_request(
                     "created_by": actor,
                     "updated_at": clock.iso(at),
                     "followup": "{}",
+                    "ksef_environment": office.get_office(db).ksef_environment,
                 }
             )
             .last_pk

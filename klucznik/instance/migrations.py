@@ -179,3 +179,45 @@ _M004_KEY = str.maketrans({ch: chr(0xE000 + i) for i, ch in enumerate(_M004_ALPH
 def _m004_sort_key(name: str) -> str:
     """The sort key of ``name`` as m004 computed it (casefold, then the Polish alphabet's order)."""
     return name.casefold().translate(_M004_KEY)
+
+
+@migrations()
+def m005_methods_office_identity(db: Database) -> None:
+    """The office's own KSeF certificate and key, and the KSeF environment of every stored credential.
+
+    A credential, a token pair and a login attempt belong to the KSeF environment (TEST, DEMO, PRD or the
+    sandbox) they were obtained in; the portal never uses one in another environment. Rows that exist
+    already get the environment configured at the time of the migration (``test`` when none was saved),
+    which is the only one they can have come from.
+    """
+    db.execute(
+        """CREATE TABLE office_credentials (
+            id INTEGER PRIMARY KEY,
+            ksef_environment TEXT NOT NULL,
+            nip TEXT NOT NULL,
+            origin TEXT NOT NULL CHECK (origin IN ('uploaded', 'generated')),
+            certificate BLOB NOT NULL,
+            private_key BLOB NOT NULL,
+            key_password TEXT,
+            ksef_type TEXT,
+            serial TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            issuer TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            not_before TEXT NOT NULL,
+            not_after TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'superseded')),
+            created_at TEXT NOT NULL,
+            created_by TEXT,
+            superseded_at TEXT,
+            checked_at TEXT,
+            check_ok INTEGER,
+            check_message TEXT
+        )"""
+    )
+    db.execute("CREATE INDEX office_credentials_environment ON office_credentials (ksef_environment, status)")
+    row = db.execute("SELECT value FROM settings WHERE key = 'office.ksef_environment'").fetchone()
+    current = row[0] if row and row[0] else "test"
+    for table in ("credentials", "ksef_tokens", "auth_requests"):
+        db.execute(f"ALTER TABLE {table} ADD COLUMN ksef_environment TEXT")
+        db.execute(f"UPDATE {table} SET ksef_environment = ?", [current])
