@@ -85,6 +85,7 @@ def advance(
             request = enroll.poll_enrollments(store, request, ksef=ksef, actor=actor, at=at, ip=ip)
     except WizardError as exc:  # a step that cannot run (e.g. no office NIP, no tokens): stop with the reason
         with store.write() as db:
+            request = get_request(db, request.id)  # keep what the step recorded before it stopped
             request = log_step(
                 db,
                 request,
@@ -99,6 +100,7 @@ def advance(
     except KsefError as exc:
         if exc.http_status is not None and 400 <= exc.http_status < 500 and exc.http_status != 429:
             with store.write() as db:  # KSeF refused: the request ends here
+                request = get_request(db, request.id)
                 request = log_step(
                     db,
                     request,
