@@ -18,6 +18,7 @@ from klucznik.errors import ValidationError
 from klucznik.records import audit
 from klucznik.records import clients
 from klucznik.records import credentials
+from klucznik.records import office
 from klucznik.text import Text
 
 
@@ -36,9 +37,10 @@ def save_uploaded_set(
             code="invalid",
         )
     clients.get_client(db, client_id)
+    environment = office.get_office(db).ksef_environment
     superseded = credentials.supersede_active(db, client_id, at=at)
     ids = tuple(
-        _store_pair(db, client_id=client_id, pair=result.pair(slot), actor=actor, at=at)
+        _store_pair(db, client_id=client_id, pair=result.pair(slot), actor=actor, at=at, environment=environment)
         for slot in certs.SLOTS
     )
     clients.set_auth_method(db, client_id, "user_certs", at=at)
@@ -52,6 +54,7 @@ def save_uploaded_set(
             "online_serial": result.online.certificate.serial,
             "offline_serial": result.offline.certificate.serial,
             "superseded": superseded,
+            "ksef_environment": environment,
         },
         ip=ip,
         at=at,
@@ -59,7 +62,9 @@ def save_uploaded_set(
     return ids
 
 
-def _store_pair(db: Database, *, client_id: int, pair: PairCheck, actor: str | None, at: datetime) -> int:
+def _store_pair(
+    db: Database, *, client_id: int, pair: PairCheck, actor: str | None, at: datetime, environment: str
+) -> int:
     """One uploaded pair as a ``credentials`` row: key bytes as uploaded, the password only if the key needs one."""
     return credentials.add_credential(
         db,
@@ -72,4 +77,5 @@ def _store_pair(db: Database, *, client_id: int, pair: PairCheck, actor: str | N
         key_password=pair.password if pair.key.encrypted else None,
         actor=actor,
         at=at,
+        ksef_environment=environment,
     )
