@@ -275,3 +275,14 @@ def m005b_methods_enrollment(db: Database) -> None:
     )
     db.execute("CREATE INDEX enrollments_request ON enrollments (auth_request_id)")
     db.execute("CREATE INDEX enrollments_status ON enrollments (status)")
+
+
+@migrations()
+def m007_flows_old_nip(db: Database) -> None:
+    """A client's NIP changed after it was connected: its authorization stays as history of the old NIP.
+
+    ``old_nip`` is set on the credentials, KSeF tokens and login attempts that belonged to the client
+    under its previous NIP; such rows are never used again (their status is no longer active).
+    """
+    for table in ("credentials", "ksef_tokens", "auth_requests"):
+        db.execute(f"ALTER TABLE {table} ADD COLUMN old_nip TEXT")
