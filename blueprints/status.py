@@ -17,18 +17,23 @@ from flask import request
 from flask import url_for
 
 from blueprints.auth import login_required
+from blueprints.context import client_ip
 from blueprints.context import get_db
 from blueprints.context import get_store
 from blueprints.context import now
 from blueprints.forms import EmptyForm
 from blueprints.htmx import htmx_partial_or_page
+from blueprints.htmx import redirect_to
 from blueprints.htmx import render_page
 from klucznik.authorize.session import ksef_client_for
 from klucznik.clock import utcnow
 from klucznik.ksef.client import KsefClient
 from klucznik.ksef.transport import RetryPolicy
+from klucznik.records import audit
 from klucznik.records import clients
 from klucznik.records import office
+from klucznik.status import checks
+from klucznik.status import jobs
 from klucznik.status import overview
 from klucznik.status import results
 from klucznik.status.availability import OFFLINE_MEANING
@@ -69,8 +74,11 @@ def index() -> Any:
     f = _filters()
     page = overview.status_page(get_db(), at=now(), query=f["q"], show=f["show"], method=f["method"],
                                 sort=f["sort"], page=_page_arg())
+    job = jobs.latest_job(get_db())
+    if job is not None and job.running:
+        job_manager()  # a job a stopped portal left running resumes (or is marked interrupted)
     return htmx_partial_or_page("status/index.html", "status/_table.html", result=page, f=page.filters,
-                                form=EmptyForm())
+                                form=EmptyForm(), job=job)
 
 
 @bp.route("/status/availability")
@@ -99,6 +107,88 @@ def client(client_id: int) -> Any:
         at=at,
         form=EmptyForm(),
     )
+
+
+# -- live checks -----------------------------------------------------------------------------------
+
+
+def office_login() -> Any:
+    """The office's own KSeF login for method-1 checks (``KLUCZNIK_OFFICE_LOGIN``: a callable
+    ``(ksef, client_nip)``), or ``None`` while the portal has no office identity."""
+    return current_app.config.get("KLUCZNIK_OFFICE_LOGIN")
+
+
+@bp.route("/status/clients/<int:client_id>/check", methods=["POST"])
+@login_required
+def check_now(client_id: int) -> Any:
+    """"Sprawdź teraz": one live check, recorded with an audit entry, then the client's status page."""
+    form = EmptyForm()
+    clients.get_client(get_db(), client_id)
+    if form.validate_on_submit():
+        store = get_store()
+        with ksef_client(get_db()) as ksef:
+            outcome = checks.check_client(store.connect, client_id, ksef=ksef, at=now(), office_login=office_login(),
+                                          poll_interval=current_app.config.get("KLUCZNIK_POLL_INTERVAL", 1.0))
+        with store.write() as db:
+            results.record_outcomes(db, [outcome])
+            audit.record(db, actor=g.user.username, action="status.check", object_type="client",
+                         object_id=client_id, details={"ok": outcome.ok, "error": outcome.error_code},
+                         ip=client_ip(), at=now())
+    return redirect_to(url_for("status.client", client_id=client_id))
+
+
+def job_manager() -> jobs.JobManager:
+    """The app's "check all" manager (created on first use; a job a stopped portal left running resumes)."""
+    found = current_app.extensions.get("klucznik.status_jobs")
+    if found is None:
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        store = get_store()
+        config = app.config
+
+        def clock() -> Any:
+            return (config.get("KLUCZNIK_CLOCK") or utcnow)()
+
+        def ksef_factory() -> KsefClient:
+            with store.connect() as db:
+                options = {"timeout": (5.0, 30.0), **config.get("KSEF_CLIENT_OPTIONS", {})}
+                return ksef_client_for(db, **options)
+
+        def runner() -> jobs.CheckRunner:
+            return jobs.CheckRunner(store, ksef_factory=ksef_factory, office_login=config.get("KLUCZNIK_OFFICE_LOGIN"),
+                                    clock=clock, concurrency=config.get("KLUCZNIK_CHECK_CONCURRENCY", 4),
+                                    batch_size=config.get("KLUCZNIK_CHECK_BATCH", 50),
+                                    poll_interval=config.get("KLUCZNIK_POLL_INTERVAL", 1.0))
+
+        found = jobs.JobManager(store, runner, clock=clock)
+        app.extensions["klucznik.status_jobs"] = found
+        found.recover(resume=config.get("KLUCZNIK_RESUME_CHECKS", True))
+    return found
+
+
+@bp.route("/status/jobs", methods=["POST"])
+@login_required
+def start_job() -> Any:
+    """"Sprawdź wszystkich": start the background job (or show the one running)."""
+    if EmptyForm().validate_on_submit():
+        job_manager().start(actor=g.user.username, at=now(), ip=client_ip())
+    return redirect_to(url_for("status.index"))
+
+
+@bp.route("/status/jobs/progress")
+@login_required
+def job_progress() -> Any:
+    """The progress bar (it polls itself while the job runs)."""
+    job_manager()
+    return render_page("status/_job.html", job=jobs.latest_job(get_db()), form=EmptyForm())
+
+
+@bp.route("/status/jobs/<int:job_id>/cancel", methods=["POST"])
+@login_required
+def cancel_job(job_id: int) -> Any:
+    """Stop the job before its next client."""
+    if EmptyForm().validate_on_submit():
+        job_manager().cancel(job_id, actor=g.user.username, at=now(), ip=client_ip())
+    return redirect_to(url_for("status.index"))
 
 
 # -- KSeF availability, cached per app -----------------------------------------------------------
