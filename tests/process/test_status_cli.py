@@ -67,3 +67,61 @@ def test_unseals_with_the_unattended_key_file_or_refuses_a_wrong_password(instan
     assert result.returncode == 1 and json.loads(result.stdout)["items"][0]["serial"] == "0A1"
     wrong = run(["check-expiry", "--at", AT], instance, KLUCZNIK_USER="admin", KLUCZNIK_PASSWORD="wrong password!")
     assert wrong.returncode == 1 and "Nieprawidłowy login lub hasło" in wrong.stderr and not wrong.stdout
+
+
+# -- check-clients: the live checks, against the sandbox -------------------------------------------------------------
+
+
+@pytest.fixture
+def live(tmp_path: Path, sandbox_server):
+    from klucznik.records import office
+    from tests.fixtures.sandbox import OFFICE_NIP
+    from tests.support.status import enroll_in_sandbox
+
+    path = tmp_path / "live"
+    store = Store(path, kdf=TEST_KDF)
+    store.setup("admin", "admin-password-1", at=NOW)
+    at = sandbox_server.state.now()
+    with store.write() as db:
+        office.save_office(db, office.OfficeProfile(name="Biuro Test", nip=OFFICE_NIP, ksef_environment="sandbox",
+                                                    sandbox_url=sandbox_server.url), actor="admin", at=at)
+        alfa = add_client(db, "5261040828", "Alfa sp. z o.o.", at=at)
+        add_client(db, "7740001454", "Beta S.A.", method="grant", at=at)
+    serials = enroll_in_sandbox(sandbox_server, store, alfa, "5261040828", at=at)
+    return path, serials
+
+
+def test_check_clients_by_nip_prints_the_ksef_statuses(live) -> None:
+    path, serials = live
+    result = run(["check-clients", "--nip", "526-104-08-28", "--json"], path, **ADMIN)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    (item,) = report["items"]
+    assert (item["nip"], item["method"], item["ok"], item["error"]) == ("5261040828", "portal_certs", True, None)
+    assert item["certificates"][serials["Authentication"]]["status"] == "Active"
+    assert item["certificates"][serials["Offline"]]["offline_signature"] is True
+
+
+def test_check_clients_all_reports_a_failure_and_exits_1(live) -> None:
+    path, _ = live
+    result = run(["check-clients", "--all", "--json"], path, **ADMIN)
+    assert result.returncode == 1, result.stderr
+    items = {i["nip"]: i for i in json.loads(result.stdout)["items"]}
+    assert items["5261040828"]["ok"] is True
+    assert items["7740001454"]["error"]["code"] == "no_office_login"
+    assert "certyfikatu biura" in items["7740001454"]["error"]["message_pl"]
+    text = run(["check-clients", "--all"], path, **ADMIN)
+    assert text.returncode == 1 and "5261040828  Alfa sp. z o.o.: OK" in text.stdout
+
+
+@pytest.mark.parametrize("args", [["check-clients"], ["check-clients", "--all", "--nip", "5261040828"],
+                                  ["check-clients", "--nip", "123"]])
+def test_check_clients_wrong_usage_exits_2(live, args) -> None:
+    path, _ = live
+    assert run(args, path, **ADMIN).returncode == 2
+
+
+def test_check_clients_unknown_nip_is_an_error(live) -> None:
+    path, _ = live
+    result = run(["check-clients", "--nip", "1132853869"], path, **ADMIN)
+    assert result.returncode == 1 and "Nie ma klienta z NIP 1132853869" in result.stderr
