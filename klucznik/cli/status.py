@@ -13,12 +13,12 @@ from datetime import datetime
 import click
 
 from klucznik import clock
+from klucznik.authorize.session import ksef_client_for
 from klucznik.cli.admin import open_store_unsealed
 from klucznik.cli.admin import print_json
 from klucznik.cli.common import IsoDateTime
 from klucznik.cli.common import now
 from klucznik.errors import PortalError
-from klucznik.authorize.session import ksef_client_for
 from klucznik.ids import normalize_nip
 from klucznik.status import expiry
 from klucznik.status import jobs
