@@ -96,11 +96,10 @@ def client(client_id: int) -> Any:
     db = get_db()
     company = clients.get_client(db, client_id)
     at = now()
-    row = overview.status_page(db, at=at, query=company.nip, per_page=1).rows
     return render_page(
         "status/client.html",
         client=company,
-        row=row[0] if row and row[0].client_id == client_id else None,
+        row=overview.client_row(db, client_id, at=at),
         timeline=overview.timeline(db, client_id, at=at),
         checks=results.history(db, client_id),
         errors=overview.ksef_errors_of(db, client_id),
