@@ -178,7 +178,11 @@ def start_job() -> Any:
 def job_progress() -> Any:
     """The progress bar (it polls itself while the job runs)."""
     job_manager()
-    return render_page("status/_job.html", job=jobs.latest_job(get_db()), form=EmptyForm())
+    job = jobs.latest_job(get_db())
+    response = render_page("status/_job.html", job=job, form=EmptyForm())
+    if job is not None and not job.running:
+        response.headers["HX-Trigger"] = "status-refresh"  # the table reloads with the new results
+    return response
 
 
 @bp.route("/status/jobs/<int:job_id>/cancel", methods=["POST"])

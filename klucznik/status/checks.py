@@ -64,6 +64,10 @@ NOT_CONNECTED = Text(
     "Klient nie jest jeszcze połączony z KSeF, więc nie ma czego sprawdzać.",
     "The client is not connected to KSeF yet, so there is nothing to check.",
 )
+UNREADABLE = Text(
+    "Zapisanego certyfikatu tego klienta nie da się odczytać. Wgraj certyfikaty klienta ponownie.",
+    "This client's stored certificate cannot be read. Upload the client's certificates again.",
+)
 GRANT_MISSING = Text(
     "Biuro nie ma już uprawnień do faktur tego klienta w KSeF (klient je odebrał albo wygasły). Poproś klienta "
     "o ponowne nadanie uprawnień w kreatorze.",
@@ -225,8 +229,12 @@ def check_client(
     with db_source() as db:
         client = client_records.get_client(db, client_id)
         method = client.auth_method
-        credentials = stored_credentials(db, client_id) if method in ("portal_certs", "user_certs") else {}
         profile = office_records.get_office(db)
+        try:
+            credentials = stored_credentials(db, client_id) if method in ("portal_certs", "user_certs") else {}
+        except ValueError:
+            return CheckOutcome(client_id=client_id, at=at, ok=False, method=method,
+                                error_code="stored_certificate_unreadable", message=UNREADABLE)
     if method is None:
         return CheckOutcome(client_id=client_id, at=at, ok=False, method=None, error_code="not_connected",
                             message=NOT_CONNECTED)

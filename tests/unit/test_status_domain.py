@@ -147,3 +147,14 @@ def test_timeline_shows_current_and_superseded_with_today_and_the_renewal_window
     assert a1.window_x is not None and a1.window_x < line.today_x  # today is inside A1's renewal window
     assert line.bars[2].window_x is None and line.bars[2].x + line.bars[2].width < line.today_x
     assert [label for _, label in line.ticks] == ["2025", "2026", "2027"]
+
+
+def test_a_check_of_unreadable_stored_certificates_is_an_outcome_without_calling_ksef(store, office) -> None:
+    from klucznik.ksef.client import KsefClient
+    from klucznik.status import checks
+
+    ksef = KsefClient("http://127.0.0.1:9/v2")  # never called: the check stops before KSeF
+    outcome = checks.check_client(store.connect, office["soon"], ksef=ksef, at=NOW)
+    assert (outcome.ok, outcome.error_code) == (False, "stored_certificate_unreadable")
+    none = checks.check_client(store.connect, office["none"], ksef=ksef, at=NOW)
+    assert (none.ok, none.error_code) == (False, "not_connected")
