@@ -15,6 +15,7 @@ BLUEPRINTS = [
     "blueprints.methods",
     "blueprints.certificates",
     "blueprints.wizard",
+    "blueprints.status",
 ]
 
 

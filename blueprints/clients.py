@@ -37,7 +37,6 @@ def _page_arg() -> int:
         return 1
 
 
-@bp.route("/")
 @bp.route("/clients")
 @login_required
 def index() -> Any:
