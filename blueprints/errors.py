@@ -22,6 +22,7 @@ from blueprints.context import message
 from blueprints.htmx import htmx
 from blueprints.htmx import redirect_to
 from blueprints.htmx import render_page
+from klucznik.errors import Conflict
 from klucznik.errors import InstanceDamaged
 from klucznik.errors import NotFound
 from klucznik.errors import Sealed
@@ -61,6 +62,10 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(NotFound)
     def not_found_domain(exc: NotFound) -> Response:
         return error_response(404, _("Not found"), message(exc))
+
+    @app.errorhandler(Conflict)
+    def conflict(exc: Conflict) -> Response:
+        return error_response(409, _("This cannot be done now"), message(exc))
 
     @app.errorhandler(InstanceDamaged)
     def damaged(exc: InstanceDamaged) -> Response:

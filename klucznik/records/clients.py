@@ -10,6 +10,7 @@ from sqlite_utils import Database
 
 from klucznik import ids
 from klucznik.clock import iso
+from klucznik.errors import Conflict
 from klucznik.errors import FieldErrors
 from klucznik.errors import NotFound
 from klucznik.errors import ValidationError
@@ -81,7 +82,10 @@ def validate(*, nip: str, name: str, email: str = "", notes: str = "") -> Client
         errors["name"] = ValidationError(Text("Wpisz nazwę firmy.", "Enter the company name."), field="name")
     elif len(name) > 300:
         errors["name"] = ValidationError(
-            Text("Nazwa może mieć najwyżej 300 znaków.", "The name can have at most 300 characters."),
+            Text(
+                f"Nazwa może mieć najwyżej 300 znaków (wpisano {len(name)}).",
+                f"The name can have at most 300 characters ({len(name)} entered).",
+            ),
             field="name",
         )
     email = (email or "").strip()
@@ -96,7 +100,10 @@ def validate(*, nip: str, name: str, email: str = "", notes: str = "") -> Client
     notes = (notes or "").strip()
     if len(notes) > 5000:
         errors["notes"] = ValidationError(
-            Text("Notatka może mieć najwyżej 5000 znaków.", "Notes can have at most 5000 characters."),
+            Text(
+                f"Notatka może mieć najwyżej 5000 znaków (wpisano {len(notes)}).",
+                f"Notes can have at most 5000 characters ({len(notes)} entered).",
+            ),
             field="notes",
         )
     if errors:
@@ -167,8 +174,8 @@ def create_client(
 def update_client(
     db: Database, client_id: int, values: ClientInput, *, actor: str, ip: str | None = None, at: datetime
 ) -> Client:
-    """Change a client's data (inside ``store.write()``)."""
-    before = get_client(db, client_id)
+    """Change a client's data (inside ``store.write()``); an archived client is read-only (:class:`Conflict`)."""
+    before = require_active(get_client(db, client_id))
     try:
         db.execute(
             "UPDATE clients SET nip = ?, name = ?, email = ?, notes = ?, search_text = ?, sort_key = ?, "
@@ -232,6 +239,21 @@ def set_auth_method(db: Database, client_id: int, method: str, *, at: datetime) 
     db.execute(
         "UPDATE clients SET auth_method = ?, updated_at = ? WHERE id = ?", [method, iso(at), client_id]
     )
+
+
+def require_active(client: Client) -> Client:
+    """``client`` unless it is archived: archived clients are read-only until restored (:class:`Conflict`)."""
+    if client.archived_at:
+        raise Conflict(
+            Text(
+                f"Klient „{client.name}” jest w archiwum, więc jego danych i połączenia z KSeF nie można "
+                "zmieniać. Przywróć go z archiwum (przycisk na stronie klienta) i spróbuj ponownie.",
+                f"The client “{client.name}” is archived, so its data and KSeF connection cannot be changed. "
+                "Bring it back from the archive (the button on the client's page) and try again.",
+            ),
+            code="client_archived",
+        )
+    return client
 
 
 def get_client(db: Database, client_id: int) -> Client:
