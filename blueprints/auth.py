@@ -34,6 +34,8 @@ from klucznik.errors import NotFound
 from klucznik.errors import PortalError
 from klucznik.errors import ValidationError
 from klucznik.errors import WrongCredentials
+from klucznik.instance.keyring import validate_password
+from klucznik.instance.keyring import validate_username
 from klucznik.records import audit
 from klucznik.records import users
 from klucznik.text import Text
@@ -136,9 +138,15 @@ def setup() -> Any:
     form = SetupForm()
     errors: dict[str, str] = {}
     if form.validate_on_submit():
+        # Every problem at once: the login name, the password and the repetition.
+        for name, check in (("username", validate_username), ("password", validate_password)):
+            try:
+                check(getattr(form, name).data or "")
+            except ValidationError as exc:
+                errors[name] = message(exc)
         if form.password.data != form.password2.data:
             errors["password2"] = _("The two passwords differ. Type the same password twice.")
-        else:
+        if not errors:
             try:
                 code = store.setup(form.username.data or "", form.password.data or "", at=now())
             except ValidationError as exc:
@@ -235,6 +243,8 @@ def recover() -> Any:
         wait = _throttle().wait_seconds(f"recovery:{username}", ip)
         if wait:
             errors["code"] = _("Too many failed attempts. Try again in %(seconds)s s.", seconds=wait)
+        elif len(form.code.data or "") > 64 or len(username) > MAX_LOGIN_NAME:
+            errors["code"] = _("This is not a recovery code: it has 26 letters and digits in groups of four.")
         elif form.new_password.data != form.new_password2.data:
             errors["new_password2"] = _("The two passwords differ. Type the same password twice.")
         else:
@@ -245,7 +255,9 @@ def recover() -> Any:
                 _throttle().failed(f"recovery:{username}", ip)
                 errors["code"] = message(exc)
             except (ValidationError, NotFound) as exc:
-                errors[getattr(exc, "field", None) or "username"] = message(exc)
+                # The domain names the field "password"; on this page it is "new_password".
+                field = getattr(exc, "field", None) or "username"
+                errors["new_password" if field == "password" else field] = message(exc)
             else:
                 get_sessions().end_user(username)
                 _start_session(username)

@@ -87,8 +87,17 @@ def register_error_handlers(app: Flask) -> None:
                 _("Bad request"),
                 _("The portal could not read what was sent. Reload the page and try again."),
             ),
+            403: (
+                _("This needs an administrator"),
+                _(
+                    "Only an administrator of the portal can open this page or do this. If you need it, ask "
+                    "an administrator of your office; nothing was changed."
+                ),
+            ),
         }
-        title, text = texts.get(exc.code or 500, (exc.name, _("Reload the page and try again.")))
+        title, text = texts.get(
+            exc.code or 500, (_("The portal cannot do this"), _("Reload the page and try again."))
+        )
         return error_response(exc.code or 500, title, text)
 
     @app.errorhandler(Exception)

@@ -34,6 +34,7 @@ from blueprints.urls import init_urls
 from blueprints.urls import safe_next
 from klucznik.errors import InstanceDamaged
 from klucznik.errors import WrongCredentials
+from klucznik.ids import format_nip
 from klucznik.instance.keyring import DEFAULT_KDF
 from klucznik.instance.store import Store
 from klucznik.text import DEFAULT_LANGUAGE
@@ -123,6 +124,8 @@ def init_app(app: Flask) -> None:
         current_user=current_user,
         has_endpoint=lambda name: name in app.view_functions,
     )
+    # NIPs are always shown with dashes (123-456-32-18), whatever a view passes.
+    app.jinja_env.filters["nip"] = format_nip
     app.register_blueprint(bp)
     register_error_handlers(app)
     _try_unattended_unseal(app, store)
