@@ -17,6 +17,7 @@ from flask_babel import Babel
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFProtect
 
+from blueprints.accesslog import init_access_log
 from blueprints.clients import refuse_archived
 from blueprints.context import close_db
 from blueprints.context import current_user
@@ -107,6 +108,7 @@ def init_app(app: Flask) -> None:
     store = app.config.get("KLUCZNIK_STORE") or Store(
         app.instance_path, kdf=app.config.get("KLUCZNIK_KDF") or DEFAULT_KDF
     )
+    init_access_log(app)
     init_urls(app)
     app.before_request(refuse_oversized_fields)
     app.extensions["klucznik.store"] = store
