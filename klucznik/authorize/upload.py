@@ -18,6 +18,7 @@ from klucznik.errors import ValidationError
 from klucznik.records import audit
 from klucznik.records import clients
 from klucznik.records import credentials
+from klucznik.records import office
 from klucznik.text import Text
 
 
@@ -37,9 +38,10 @@ def save_uploaded_set(
             code="invalid",
         )
     clients.get_client(db, client_id)
+    environment = office.get_office(db).ksef_environment
     superseded = credentials.supersede_active(db, client_id, at=at, slots=result.given)
     ids = tuple(
-        _store_pair(db, client_id=client_id, pair=result.pair(slot), actor=actor, at=at)
+        _store_pair(db, client_id=client_id, pair=result.pair(slot), actor=actor, at=at, environment=environment)
         for slot in certs.SLOTS
         if slot in result.given
     )
@@ -57,6 +59,7 @@ def save_uploaded_set(
                 if result.pair(slot).certificate is not None
             },
             "superseded": superseded,
+            "ksef_environment": environment,
         },
         ip=ip,
         at=at,
@@ -64,7 +67,9 @@ def save_uploaded_set(
     return ids
 
 
-def _store_pair(db: Database, *, client_id: int, pair: PairCheck, actor: str | None, at: datetime) -> int:
+def _store_pair(
+    db: Database, *, client_id: int, pair: PairCheck, actor: str | None, at: datetime, environment: str
+) -> int:
     """One uploaded pair as a ``credentials`` row: key bytes as uploaded, the password only if the key needs one."""
     return credentials.add_credential(
         db,
@@ -77,4 +82,5 @@ def _store_pair(db: Database, *, client_id: int, pair: PairCheck, actor: str | N
         key_password=pair.password if pair.key.encrypted else None,
         actor=actor,
         at=at,
+        ksef_environment=environment,
     )

@@ -63,8 +63,12 @@ def add_credential(
     key_password: str | None,
     actor: str | None,
     at: datetime,
+    ksef_environment: str,
 ) -> int:
-    """Insert one active ``credentials`` row (certificate DER + key bytes as given) and return its id."""
+    """Insert one active ``credentials`` row (certificate DER + key bytes as given) and return its id.
+
+    ``ksef_environment`` is the KSeF environment the certificate belongs to (it is never used in another).
+    """
     return (
         db["credentials"]
         .insert(
@@ -85,6 +89,7 @@ def add_credential(
                 "status": "active",
                 "created_at": iso(at),
                 "created_by": actor,
+                "ksef_environment": ksef_environment,
             }
         )
         .last_pk
@@ -94,7 +99,7 @@ def add_credential(
 #: What the client page shows of each credential (never the key or its password).
 SUMMARY_COLUMNS = (
     "id, slot, origin, ksef_type, serial, subject, issuer, not_before, not_after, status, created_at, "
-    "created_by, superseded_at, old_nip"
+    "created_by, superseded_at, ksef_environment, old_nip"
 )
 
 
