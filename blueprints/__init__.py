@@ -14,6 +14,7 @@ BLUEPRINTS = [
     "blueprints.office",
     "blueprints.certificates",
     "blueprints.wizard",
+    "blueprints.ksef_warnings",
 ]
 
 
