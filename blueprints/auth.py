@@ -101,7 +101,7 @@ def _start_session(username: str, *, pending_recovery_code: str | None = None) -
 def _safe_next(target: str | None) -> str:
     if target and target.startswith("/") and not target.startswith("//") and not target.startswith("/login"):
         return target
-    return url_for("clients.index")
+    return url_for("status.home")  # the status page once there are clients, else the clients list
 
 
 @bp.route("/setup", methods=["GET", "POST"])
