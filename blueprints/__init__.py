@@ -15,6 +15,7 @@ BLUEPRINTS = [
     "blueprints.certificates",
     "blueprints.wizard",
     "blueprints.status",
+    "blueprints.mail",
 ]
 
 

@@ -158,3 +158,11 @@ def test_a_check_of_unreadable_stored_certificates_is_an_outcome_without_calling
     assert (outcome.ok, outcome.error_code) == (False, "stored_certificate_unreadable")
     none = checks.check_client(store.connect, office["none"], ksef=ksef, at=NOW)
     assert (none.ok, none.error_code) == (False, "not_connected")
+
+
+@pytest.mark.parametrize(("days", "threshold"), [(45, None), (31, None), (30, 30), (15, 30), (14, 14), (8, 14),
+                                                 (7, 7), (2, 7), (1, 1), (0, 1), (-3, 1)])
+def test_reminder_threshold_is_the_tightest_one_reached(days, threshold) -> None:
+    from klucznik.status.reminders import threshold_for
+
+    assert threshold_for(days) == threshold
