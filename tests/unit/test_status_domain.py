@@ -166,3 +166,22 @@ def test_reminder_threshold_is_the_tightest_one_reached(days, threshold) -> None
     from klucznik.status.reminders import threshold_for
 
     assert threshold_for(days) == threshold
+
+
+def test_ksef_ending_a_certificate_early_counts_over_the_certificates_own_date(store, office) -> None:
+    """KSeF's validTo from the last live check wins when it is earlier (a TEST certificate shortened in KSeF)."""
+    with store.write() as db:
+        record_outcomes(db, [CheckOutcome(client_id=office["fine"], at=NOW, ok=True, method="user_certs",
+                                          certificates={"B1": {"type": "Authentication", "status": "Active",
+                                                               "valid_to": "2026-12-04T09:00:00Z"}})])
+    with store.connect() as db:
+        items = expiry.expiring(db, at=NOW, days=30)
+        assert [(i.serial, i.days_left) for i in items] == [("B1", 3), ("A1", 10)]
+        assert overview.banner(db, at=NOW).expiring == 2
+        rows = overview.status_page(db, at=NOW, show="expiring").rows
+        assert [r.name for r in rows] == ["Alfa sp. z o.o.", "Beta S.A."]
+        beta = rows[1].certificates[0]
+        assert (beta.days_left, beta.band) == (3, "urgent")
+        line = overview.timeline(db, office["fine"], at=NOW)
+        assert line.bars[0].not_after == NOW + 3 * D
+        assert expiry.expiring(db, at=NOW + 4 * D, days=0)[0].status == "Expired"
