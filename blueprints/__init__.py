@@ -12,6 +12,7 @@ BLUEPRINTS = [
     "blueprints.clients",
     "blueprints.admin",
     "blueprints.office",
+    "blueprints.methods",
     "blueprints.certificates",
     "blueprints.wizard",
     "blueprints.status",

@@ -25,6 +25,7 @@ from blueprints.forms import EmptyForm
 from blueprints.htmx import htmx_partial_or_page
 from blueprints.htmx import redirect_to
 from blueprints.htmx import render_page
+from klucznik.authorize import office as office_identity
 from klucznik.authorize.session import ksef_client_for
 from klucznik.clock import utcnow
 from klucznik.ksef.client import KsefClient
@@ -112,9 +113,17 @@ def client(client_id: int) -> Any:
 
 
 def office_login() -> Any:
-    """The office's own KSeF login for method-1 checks (``KLUCZNIK_OFFICE_LOGIN``: a callable
-    ``(ksef, client_nip)``), or ``None`` while the portal has no office identity."""
-    return current_app.config.get("KLUCZNIK_OFFICE_LOGIN")
+    """The office's own KSeF login in a client's context for method-1 checks: the office's certificate of the
+    office page (``KLUCZNIK_OFFICE_LOGIN``, a callable ``(ksef, client_nip)``, replaces it in tests)."""
+    configured = current_app.config.get("KLUCZNIK_OFFICE_LOGIN")
+    if configured is not None:
+        return configured
+    config = current_app.config
+    return office_identity.login_in_context(
+        get_store().connect,
+        clock=lambda: (config.get("KLUCZNIK_CLOCK") or utcnow)(),
+        poll_interval=config.get("KLUCZNIK_POLL_INTERVAL", 1.0),
+    )
 
 
 @bp.route("/status/clients/<int:client_id>/check", methods=["POST"])
@@ -143,6 +152,7 @@ def job_manager() -> jobs.JobManager:
         app = current_app._get_current_object()  # type: ignore[attr-defined]
         store = get_store()
         config = app.config
+        method1_login = office_login()
 
         def clock() -> Any:
             return (config.get("KLUCZNIK_CLOCK") or utcnow)()
@@ -153,7 +163,7 @@ def job_manager() -> jobs.JobManager:
                 return ksef_client_for(db, **options)
 
         def runner() -> jobs.CheckRunner:
-            return jobs.CheckRunner(store, ksef_factory=ksef_factory, office_login=config.get("KLUCZNIK_OFFICE_LOGIN"),
+            return jobs.CheckRunner(store, ksef_factory=ksef_factory, office_login=method1_login,
                                     clock=clock, concurrency=config.get("KLUCZNIK_CHECK_CONCURRENCY", 4),
                                     batch_size=config.get("KLUCZNIK_CHECK_BATCH", 50),
                                     poll_interval=config.get("KLUCZNIK_POLL_INTERVAL", 1.0))

@@ -613,7 +613,7 @@ def _certificate_item(found, now: datetime) -> dict:
         "status": found.status_at(now),
         "subjectIdentifier": {"type": found.subject.type, "value": found.subject.value},
         "validFrom": iso(cert.not_valid_before_utc),
-        "validTo": iso(cert.not_valid_after_utc),
+        "validTo": iso(found.valid_to),
         "lastUseDate": iso(found.last_use),
         "requestDate": iso(found.requested),
     }
@@ -637,7 +637,7 @@ def query_certificates():
         items = [c for c in items if c.status_at(now) == body["status"]]
     if body.get("expiresAfter"):
         limit = datetime.fromisoformat(body["expiresAfter"].replace("Z", "+00:00"))
-        items = [c for c in items if c.certificate.not_valid_after_utc > limit]
+        items = [c for c in items if c.valid_to > limit]
     size = int(request.args.get("pageSize", 10))
     offset = int(request.args.get("pageOffset", 0))
     page = items[offset * size : offset * size + size]
@@ -854,6 +854,17 @@ def testdata_block():
 def testdata_unblock():
     """``POST /testdata/context/unblock``."""
     state().block_context((_body().get("contextIdentifier") or {}).get("value", ""), False)
+    return _ok()
+
+
+@bp.put("/testdata/certificates/<serialNumber>")
+@authenticated("access")
+def testdata_certificate(serialNumber: str):  # noqa: N803
+    """``PUT /testdata/certificates/{serialNumber}`` (API 2.7): shorten a certificate's ``validTo``."""
+    valid_to = datetime.fromisoformat(_body()["validTo"].replace("Z", "+00:00"))
+    if valid_to.tzinfo is None:
+        valid_to = valid_to.replace(tzinfo=UTC)
+    state().shorten_certificate(g.auth.identity, serialNumber, valid_to)
     return _ok()
 
 

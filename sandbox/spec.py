@@ -16,9 +16,9 @@ from openapi_core import Config
 from openapi_core import OpenAPI
 from openapi_core.validation.request.exceptions import SecurityValidationError
 
-#: A byte-identical copy of the official document (KSeF API 2.6) ships with the sandbox, so it runs
-#: wherever the portal is installed.
-SPEC_CANDIDATES = (Path(__file__).resolve().parent / "open-api.json",)
+#: A byte-identical copy of the official document (KSeF API 2.7.0, build 2.7.0-te, as published in
+#: CIRFMF/ksef-api) ships with the sandbox, so it runs wherever the portal is installed.
+SPEC_CANDIDATES = (Path(__file__).resolve().parent / "open-api-2.7.json",)
 
 
 @functools.cache
@@ -27,7 +27,7 @@ def spec_document() -> dict:
     for candidate in SPEC_CANDIDATES:
         if candidate.is_file():
             return json.loads(candidate.read_text(encoding="utf-8"))
-    raise FileNotFoundError("open-api.json (official KSeF OpenAPI document) not found")
+    raise FileNotFoundError("open-api-2.7.json (official KSeF OpenAPI document) not found")
 
 
 @functools.cache

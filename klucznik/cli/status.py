@@ -13,6 +13,7 @@ from datetime import datetime
 import click
 
 from klucznik import clock
+from klucznik.authorize import office as office_identity
 from klucznik.authorize.session import ksef_client_for
 from klucznik.cli.admin import open_store_unsealed
 from klucznik.cli.admin import print_json
@@ -120,7 +121,10 @@ def check_clients(check_all: bool, nips: tuple[str, ...], as_json: bool, concurr
                 return ksef_client_for(db)
 
         moment = now()
-        outcomes = jobs.CheckRunner(store, ksef_factory=ksef_factory, concurrency=concurrency).run(ids)
+        office_login = office_identity.login_in_context(store.connect, clock=now)
+        outcomes = jobs.CheckRunner(
+            store, ksef_factory=ksef_factory, office_login=office_login, concurrency=concurrency
+        ).run(ids)
     except PortalError as exc:
         raise click.ClickException(exc.text.both()) from None
     order = {client_id: i for i, client_id in enumerate(ids)}

@@ -54,6 +54,7 @@ from klucznik.ksef.transport import BearerAuth
 from klucznik.ksef.transport import RetryPolicy
 from klucznik.ksef.transport import TokenHolder
 from klucznik.ksef.transport import Transport
+from klucznik.ksef.warnings import SystemWarning
 from klucznik.text import Text
 
 
@@ -104,7 +105,7 @@ class KsefClient:
         self.refresh_margin = refresh_margin
         self.tokens: TokenHolder | None = None
         self.latarnia = Latarnia(self.transport, latarnia_url or latarnia_for(self.base_url))
-        self.testdata = TestData(self.call)
+        self.testdata = TestData(self.call, auth=self._access_auth)
 
     @property
     def session(self) -> requests.Session:
@@ -115,6 +116,15 @@ class KsefClient:
     def warnings(self) -> list[str]:
         """Every ``X-System-Warning`` KSeF sent to this client, oldest first."""
         return self.transport.warnings
+
+    @property
+    def system_warnings(self) -> list[SystemWarning]:
+        """The same warnings read into codes and messages, each with the call that got it."""
+        return self.transport.system_warnings
+
+    def take_warnings(self) -> list[SystemWarning]:
+        """The warnings received since the last call (to log and show each once)."""
+        return self.transport.take_warnings()
 
     def close(self) -> None:
         """Close the pooled connections."""

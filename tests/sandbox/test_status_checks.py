@@ -119,3 +119,21 @@ def test_method_1_reads_the_office_grant_and_notices_it_withdrawn(store, client_
     sandbox_server.state.revoke_test_permissions(client_company.nip, Identity("Nip", OFFICE_NIP))
     withdrawn = _check(store, sandbox_server, client_company.id, office_login=_office_login(sandbox_server))
     assert (withdrawn.ok, withdrawn.grant_state) == (False, "missing"), withdrawn
+
+
+def test_method_1_check_logs_in_with_the_office_certificate_of_the_office_page(
+    store, client_company, sandbox_server, sandbox_office, office_identity_stored
+) -> None:
+    """The login the portal and `klucznik check-clients` use: the office's own stored certificate, signed
+    into the client's context, then the grants query — no test double in between."""
+    from klucznik.authorize import office as office_identity
+
+    with store.write() as db:
+        clients.set_auth_method(db, client_company.id, "grant", at=sandbox_server.state.now())
+    login = office_identity.login_in_context(store.connect, clock=sandbox_server.state.now, poll_interval=0.0)
+    refused = _check(store, sandbox_server, client_company.id, office_login=login)
+    assert (refused.ok, refused.grant_state) == (False, "missing"), refused
+    sandbox_server.seed_permissions(context_nip=client_company.nip, identifier_type="Nip", identifier=OFFICE_NIP,
+                                    permissions=["InvoiceRead", "InvoiceWrite"])
+    granted = _check(store, sandbox_server, client_company.id, office_login=login)
+    assert (granted.ok, granted.grant_state) == (True, "granted"), granted

@@ -23,6 +23,7 @@ def add_credential(db, client_id: int, *, slot: str, serial: str, not_before: da
         "ksef_type": "Authentication" if slot == "online" else "Offline", "serial": serial, "subject": subject,
         "issuer": "CN=TEST CCK KSeF", "fingerprint": serial, "not_before": clock.iso(not_before),
         "not_after": clock.iso(not_after), "status": status, "created_at": clock.iso(not_before),
+        "ksef_environment": "test",
     }).last_pk
 
 
@@ -56,5 +57,5 @@ def enroll_in_sandbox(server, store, client_id: int, nip: str, *, at: datetime, 
                 origin="generated", info=certs.summarise(cert), ksef_type=ksef_type,
                 private_key=key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                               serialization.NoEncryption()),
-                key_password=None, actor="admin", at=at)
+                key_password=None, ksef_environment="sandbox", actor="admin", at=at)
     return {t: s for t, (s, _) in made.items()}

@@ -185,3 +185,17 @@ def test_ksef_ending_a_certificate_early_counts_over_the_certificates_own_date(s
         line = overview.timeline(db, office["fine"], at=NOW)
         assert line.bars[0].not_after == NOW + 3 * D
         assert expiry.expiring(db, at=NOW + 4 * D, days=0)[0].status == "Expired"
+
+
+def test_only_errors_ksef_answered_go_to_the_ksef_errors_list(store, office) -> None:
+    finding = CheckOutcome(client_id=office["soon"], at=NOW, ok=False, error_code="certificate_not_active",
+                           message=Text("Certyfikat unieważniony.", "Certificate revoked."))
+    unreachable = CheckOutcome(client_id=office["fine"], at=NOW, ok=False, error_code="ksef_unreachable",
+                               message=Text("Brak połączenia.", "No connection."))
+    with store.write() as db:
+        record_outcomes(db, [finding, unreachable])
+    with store.connect() as db:
+        assert overview.ksef_errors_of(db, office["soon"]) == []
+        (error,) = overview.ksef_errors_of(db, office["fine"])
+        assert "nie dostał odpowiedzi z KSeF" in error.advice.pl
+        assert latest_checks(db, [office["soon"]])[office["soon"]].message.pl == "Certyfikat unieważniony."
