@@ -23,6 +23,7 @@ from blueprints.forms import UserForm
 from blueprints.htmx import htmx_partial_or_page
 from blueprints.htmx import redirect_to
 from blueprints.htmx import render_page
+from blueprints.urls import page_arg
 from klucznik.errors import NotFound
 from klucznik.errors import StorageError
 from klucznik.errors import ValidationError
@@ -79,10 +80,7 @@ def user_remove(username: str) -> Any:
 def audit_log() -> Any:
     """The audit log, newest first, filtered by action, user and dates."""
     args = request.args
-    try:
-        page = max(1, int(args.get("page", "1")))
-    except ValueError:
-        page = 1
+    page = page_arg()
     filters = {"action": args.get("action", "")[:64], "actor": args.get("actor", "")[:64],
                "since": args.get("since", "")[:10], "until": args.get("until", "")[:10]}
     since, until = audit_view.day_bounds(filters["since"], filters["until"])  # the office's days, in UTC

@@ -21,20 +21,15 @@ from blueprints.forms import EmptyForm
 from blueprints.htmx import htmx_partial_or_page
 from blueprints.htmx import redirect_to
 from blueprints.htmx import render_page
+from blueprints.urls import page_arg
 from klucznik import ids
 from klucznik.errors import FieldErrors
+from klucznik.errors import NotFound
 from klucznik.errors import ValidationError
 from klucznik.records import clients
 from klucznik.records import credentials
 
 bp = Blueprint("clients", __name__)
-
-
-def _page_arg() -> int:
-    try:
-        return max(1, int(request.args.get("page", "1")))
-    except ValueError:
-        return 1
 
 
 @bp.route("/clients")
@@ -43,9 +38,25 @@ def index() -> Any:
     """The list; an htmx request (live search, paging) gets only the rows."""
     query = request.args.get("q", "")[:100]
     archived = request.args.get("archived") == "1"
-    result = clients.search(get_db(), query, archived=archived, page=_page_arg())
+    result = clients.search(get_db(), query, archived=archived, page=page_arg())
     return htmx_partial_or_page("clients/index.html", "clients/_results.html", result=result, q=query,
                                 archived=archived)
+
+
+#: Views that change a client or its KSeF connection: refused (409) while the client is archived.
+READ_ONLY_WHEN_ARCHIVED = ("wizard.", "certificates.", "clients.edit")
+
+
+def refuse_archived() -> None:
+    """``before_request`` (after the gate): an archived client is read-only until it is restored."""
+    client_id = (request.view_args or {}).get("client_id")
+    if client_id is None or g.get("user") is None or not (request.endpoint or "").startswith(READ_ONLY_WHEN_ARCHIVED):
+        return
+    try:
+        client = clients.get_client(get_db(), client_id)
+    except NotFound:
+        return  # the view answers its own 404
+    clients.require_active(client)
 
 
 def _form_values(form: ClientForm) -> dict[str, str]:

@@ -22,6 +22,7 @@ from blueprints.context import message
 from blueprints.htmx import htmx
 from blueprints.htmx import redirect_to
 from blueprints.htmx import render_page
+from klucznik.errors import Conflict
 from klucznik.errors import InstanceDamaged
 from klucznik.errors import NotFound
 from klucznik.errors import Sealed
@@ -62,6 +63,10 @@ def register_error_handlers(app: Flask) -> None:
     def not_found_domain(exc: NotFound) -> Response:
         return error_response(404, _("Not found"), message(exc))
 
+    @app.errorhandler(Conflict)
+    def conflict(exc: Conflict) -> Response:
+        return error_response(409, _("This cannot be done now"), message(exc))
+
     @app.errorhandler(InstanceDamaged)
     def damaged(exc: InstanceDamaged) -> Response:
         return render_page("errors/damaged.html", 503, error=exc)
@@ -82,8 +87,17 @@ def register_error_handlers(app: Flask) -> None:
                 _("Bad request"),
                 _("The portal could not read what was sent. Reload the page and try again."),
             ),
+            403: (
+                _("This needs an administrator"),
+                _(
+                    "Only an administrator of the portal can open this page or do this. If you need it, ask "
+                    "an administrator of your office; nothing was changed."
+                ),
+            ),
         }
-        title, text = texts.get(exc.code or 500, (exc.name, _("Reload the page and try again.")))
+        title, text = texts.get(
+            exc.code or 500, (_("The portal cannot do this"), _("Reload the page and try again."))
+        )
         return error_response(exc.code or 500, title, text)
 
     @app.errorhandler(Exception)

@@ -25,6 +25,7 @@ from blueprints.forms import EmptyForm
 from blueprints.htmx import htmx_partial_or_page
 from blueprints.htmx import redirect_to
 from blueprints.htmx import render_page
+from blueprints.urls import page_arg
 from klucznik.authorize import office as office_identity
 from klucznik.authorize.session import ksef_client_for
 from klucznik.clock import utcnow
@@ -41,13 +42,6 @@ from klucznik.status.availability import OFFLINE_MEANING
 from klucznik.status.availability import AvailabilityMonitor
 
 bp = Blueprint("status", __name__)
-
-
-def _page_arg() -> int:
-    try:
-        return max(1, int(request.args.get("page", "1")))
-    except ValueError:
-        return 1
 
 
 def _filters() -> dict[str, str]:
@@ -74,7 +68,7 @@ def index() -> Any:
     """The table of every client; an htmx request (filters, search, sorting, paging) gets only the table."""
     f = _filters()
     page = overview.status_page(get_db(), at=now(), query=f["q"], show=f["show"], method=f["method"],
-                                sort=f["sort"], page=_page_arg())
+                                sort=f["sort"], page=page_arg())
     job = jobs.latest_job(get_db())
     if job is not None and job.running:
         job_manager()  # a job a stopped portal left running resumes (or is marked interrupted)

@@ -11,6 +11,7 @@ from sqlite_utils import Database
 
 from klucznik import ids
 from klucznik.clock import iso
+from klucznik.errors import Conflict
 from klucznik.errors import FieldErrors
 from klucznik.errors import NotFound
 from klucznik.errors import PortalError
@@ -83,7 +84,10 @@ def validate(*, nip: str, name: str, email: str = "", notes: str = "") -> Client
         errors["name"] = ValidationError(Text("Wpisz nazwę firmy.", "Enter the company name."), field="name")
     elif len(name) > 300:
         errors["name"] = ValidationError(
-            Text("Nazwa może mieć najwyżej 300 znaków.", "The name can have at most 300 characters."),
+            Text(
+                f"Nazwa może mieć najwyżej 300 znaków (wpisano {len(name)}).",
+                f"The name can have at most 300 characters ({len(name)} entered).",
+            ),
             field="name",
         )
     email = (email or "").strip()
@@ -98,7 +102,10 @@ def validate(*, nip: str, name: str, email: str = "", notes: str = "") -> Client
     notes = (notes or "").strip()
     if len(notes) > 5000:
         errors["notes"] = ValidationError(
-            Text("Notatka może mieć najwyżej 5000 znaków.", "Notes can have at most 5000 characters."),
+            Text(
+                f"Notatka może mieć najwyżej 5000 znaków (wpisano {len(notes)}).",
+                f"Notes can have at most 5000 characters ({len(notes)} entered).",
+            ),
             field="notes",
         )
     if errors:
@@ -268,13 +275,13 @@ def update_client(
     at: datetime,
     confirm_nip_change: str | None = None,
 ) -> Client:
-    """Change a client's data (inside ``store.write()``).
+    """Change a client's data (inside ``store.write()``); an archived client is read-only (:class:`Conflict`).
 
     A new NIP for a connected client needs ``confirm_nip_change`` equal to that NIP
     (:class:`NipChangeNeedsConfirmation` otherwise, nothing changed); the authorization of the old NIP is
     then retired (:func:`retire_authorization`).
     """
-    before = get_client(db, client_id)
+    before = require_active(get_client(db, client_id))
     retired = None
     if values.nip != before.nip and is_connected(db, client_id):
         if confirm_nip_change != values.nip:
@@ -347,6 +354,21 @@ def set_auth_method(db: Database, client_id: int, method: str, *, at: datetime) 
     db.execute(
         "UPDATE clients SET auth_method = ?, updated_at = ? WHERE id = ?", [method, iso(at), client_id]
     )
+
+
+def require_active(client: Client) -> Client:
+    """``client`` unless it is archived: archived clients are read-only until restored (:class:`Conflict`)."""
+    if client.archived_at:
+        raise Conflict(
+            Text(
+                f"Klient „{client.name}” jest w archiwum, więc jego danych i połączenia z KSeF nie można "
+                "zmieniać. Przywróć go z archiwum (przycisk na stronie klienta) i spróbuj ponownie.",
+                f"The client “{client.name}” is archived, so its data and KSeF connection cannot be changed. "
+                "Bring it back from the archive (the button on the client's page) and try again.",
+            ),
+            code="client_archived",
+        )
+    return client
 
 
 def get_client(db: Database, client_id: int) -> Client:
