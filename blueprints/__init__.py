@@ -17,6 +17,7 @@ BLUEPRINTS = [
     "blueprints.wizard",
     "blueprints.status",
     "blueprints.ksef_warnings",
+    "blueprints.mail",
 ]
 
 
