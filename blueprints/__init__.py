@@ -12,8 +12,10 @@ BLUEPRINTS = [
     "blueprints.clients",
     "blueprints.admin",
     "blueprints.office",
+    "blueprints.methods",
     "blueprints.certificates",
     "blueprints.wizard",
+    "blueprints.status",
 ]
 
 

@@ -10,6 +10,7 @@ from flask import g
 from flask import request
 from flask import url_for
 
+from blueprints import audit_view
 from blueprints.auth import admin_required
 from blueprints.context import client_ip
 from blueprints.context import get_db
@@ -82,8 +83,9 @@ def audit_log() -> Any:
     page = page_arg()
     filters = {"action": args.get("action", "")[:64], "actor": args.get("actor", "")[:64],
                "since": args.get("since", "")[:10], "until": args.get("until", "")[:10]}
-    until = filters["until"] + "T23:59:59Z" if filters["until"] else ""
-    result = audit.query(get_db(), action=filters["action"], actor=filters["actor"], since=filters["since"],
+    since, until = audit_view.day_bounds(filters["since"], filters["until"])  # the office's days, in UTC
+    result = audit.query(get_db(), action=filters["action"], actor=filters["actor"], since=since,
                          until=until, page=page)
     return htmx_partial_or_page("admin/audit.html", "admin/_audit_rows.html", result=result, filters=filters,
+                                rows=audit_view.present(get_db(), result.entries), words=audit_view.action_words(),
                                 actions=audit.actions(get_db()), actors=[u.username for u in users.list_users(get_db())])

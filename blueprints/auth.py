@@ -125,8 +125,9 @@ def _start_session(username: str, *, pending_recovery_code: str | None = None) -
 
 
 def _safe_next(target: str | None) -> str:
-    """Where to go after login: a same-site path only (see :func:`blueprints.urls.safe_next`)."""
-    return safe_next(target, url_for("clients.index"), refuse_prefix="/login")
+    """Where to go after login: a same-site path only (see :func:`blueprints.urls.safe_next`); by default the
+    status page once there are clients, else the clients list."""
+    return safe_next(target, url_for("status.home"), refuse_prefix="/login")
 
 
 @bp.route("/setup", methods=["GET", "POST"])

@@ -28,6 +28,7 @@ from klucznik.instance.store import Store
 from klucznik.ksef.client import KsefClient
 from klucznik.records import clients
 from klucznik.records import credentials
+from klucznik.records import office
 from klucznik.text import Text
 
 
@@ -176,6 +177,7 @@ def poll_enrollments(
                 key_password=None,
                 actor=actor,
                 at=at,
+                ksef_environment=request.ksef_environment or office.get_office(db).ksef_environment,
             )
         clients.set_auth_method(db, request.client_id, "portal_certs", at=at)
         followup = {

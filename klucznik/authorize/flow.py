@@ -29,6 +29,8 @@ from klucznik.ksef.errors import KsefError
 from klucznik.ksef.statuses import Explanation
 from klucznik.ksef.statuses import explain_auth_status
 from klucznik.records import clients
+from klucznik.records import office
+from klucznik.text import Text
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ def advance(
             update_request(db, request.id, at, status="checked")
             request = get_request(db, request.id)
     try:
+        _same_environment(store, request)
         if request.status == "submitted":
             request = _poll_auth(store, request, ksef=ksef, actor=actor, at=at, ip=ip)
         if request.status == "authenticated":
@@ -82,6 +85,7 @@ def advance(
             request = enroll.poll_enrollments(store, request, ksef=ksef, actor=actor, at=at, ip=ip)
     except WizardError as exc:  # a step that cannot run (e.g. no office NIP, no tokens): stop with the reason
         with store.write() as db:
+            request = get_request(db, request.id)  # keep what the step recorded before it stopped
             request = log_step(
                 db,
                 request,
@@ -96,6 +100,7 @@ def advance(
     except KsefError as exc:
         if exc.http_status is not None and 400 <= exc.http_status < 500 and exc.http_status != 429:
             with store.write() as db:  # KSeF refused: the request ends here
+                request = get_request(db, request.id)
                 request = log_step(
                     db,
                     request,
@@ -113,6 +118,21 @@ def advance(
         # a refusal ended the request above; anything else is temporary and the next poll retries
         return Progress(request, request.explanation(), notice=exc)
     return Progress(request, request.explanation())
+
+
+def _same_environment(store: Store, request: AuthRequest) -> None:
+    """Refuse to go on with an attempt started in another KSeF environment than the current one."""
+    if request.final or request.status in ("issued", "checked") or request.ksef_environment is None:
+        return
+    with store.connect() as db:
+        current = office.get_office(db).ksef_environment
+    if request.ksef_environment != current:
+        mismatch = office.environment_mismatch(
+            stored=request.ksef_environment,
+            current=current,
+            what=Text("Ta próba logowania", "This login attempt"),
+        )
+        raise WizardError(mismatch.text, code=mismatch.code)
 
 
 def _poll_auth(

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from klucznik.authorize.grant_check import self_grant_error
+from klucznik.authorize.grant_check import signer_rights
+from klucznik.authorize.grant_check import verify_grant
 from klucznik.authorize.requests import AuthRequest
 from klucznik.authorize.requests import WizardError
 from klucznik.authorize.requests import log_step
@@ -30,6 +33,28 @@ def start_grant(
             ),
             code="office_nip_missing",
         )
+    if profile.nip == client.nip:
+        raise WizardError(self_grant_error(client.nip).text, code="self_grant")
+    rights = (request.followup or {}).get("signer_rights")
+    if rights is None:  # read once, before the grant: who is the signer for KSeF?
+        found = signer_rights(ksef, client_nip=client.nip, signer=request.signer)
+        rights = found.as_dict()
+        with store.write() as db:
+            request = log_step(
+                db,
+                request,
+                at=at,
+                actor=actor,
+                ip=ip,
+                action="ksef.permissions.signer",
+                audit_details={"owner": found.owner, "can_grant": found.can_grant,
+                               "permissions": list(found.permissions)},
+                changes={"followup": {**(request.followup or {}), "signer_rights": rights}},
+                operation="permissions.query_personal",
+                details={"can_grant": found.can_grant},
+            )
+    if rights["can_grant"] == "no":
+        raise WizardError(Text(rights["pl"], rights["en"]), code="signer_cannot_grant")
     accepted = ksef.grant_entity(
         nip=profile.nip,
         full_name=full_name(profile.name, profile.nip),
@@ -53,6 +78,7 @@ def start_grant(
                 "status_code": 100,
                 "status_description": None,
                 "followup": {
+                    **(request.followup or {}),
                     "stage": "operation",
                     "grant_reference": accepted.reference_number,
                     "office_nip": profile.nip,
@@ -83,7 +109,7 @@ def poll_grant(
         ok = status.code == 200
         if ok:
             clients.set_auth_method(db, request.client_id, "grant", at=at)
-        return log_step(
+        request = log_step(
             db,
             request,
             at=at,
@@ -102,3 +128,6 @@ def poll_grant(
             ksef_code=status.code,
             description=status.description,
         )
+    if ok:  # prove it: the office logs in in the client's context and reads what it received
+        verify_grant(store, client_id=request.client_id, ksef=ksef, actor=actor, ip=ip, at=at)
+    return request

@@ -79,6 +79,7 @@ class AuthRequest:
     updated_at: datetime
     authentication_token: str | None = None
     followup: dict[str, Any] | None = None
+    ksef_environment: str | None = None
 
     def expired(self, at: datetime) -> bool:
         """True once KSeF no longer accepts the challenge."""
@@ -118,7 +119,7 @@ class AuthRequest:
 _COLUMNS = (
     "id, client_id, method, challenge, challenge_timestamp, expires_at, unsigned_xml, signed_xml, signer, "
     "reference_number, status, status_code, status_description, created_at, updated_at, "
-    "authentication_token, followup"
+    "authentication_token, followup, ksef_environment"
 )
 
 
@@ -142,6 +143,7 @@ def _row_to_request(row: tuple) -> AuthRequest:
         updated,
         token,
         followup,
+        environment,
     ) = row
     return AuthRequest(
         id=id_,
@@ -161,6 +163,7 @@ def _row_to_request(row: tuple) -> AuthRequest:
         updated_at=clock.parse(updated),
         authentication_token=token,
         followup=json.loads(followup or "{}"),
+        ksef_environment=environment,
     )
 
 

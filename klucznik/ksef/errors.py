@@ -261,6 +261,15 @@ def _text_for(http_status: int | None, codes: tuple[int, ...], descriptions: tup
     return text + f"KSeF: {descriptions[0]}" if descriptions else text
 
 
+def explain(http_status: int | None, codes: Iterable[int] = ()) -> Text:
+    """What an error KSeF answered means and what to do, from the one table above (by code, then HTTP status).
+
+    Pages that list errors recorded earlier (the status page's "KSeF errors") use it, so a recorded error
+    reads exactly like the one shown when it happened.
+    """
+    return _text_for(http_status, tuple(codes), ())
+
+
 def error_from_response(response: requests.Response) -> KsefError:
     """Build a :class:`KsefError` from an error answer in either of KSeF's formats."""
     status = response.status_code

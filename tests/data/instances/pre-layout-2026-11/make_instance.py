@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from klucznik.keyring import TEST_KDF  # noqa: E402
 from klucznik.storage import Store  # noqa: E402
+
 from klucznik import clients  # noqa: E402
 from klucznik import credentials  # noqa: E402
 from klucznik import users  # noqa: E402

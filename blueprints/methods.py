@@ -1,0 +1,92 @@
+"""Methods 1 and 2 beyond the wizard's steps: the proof of a client's grant to the office, and revoking it.
+
+Thin views over :mod:`klucznik.authorize.grant_check`; the client page and the wizard's progress load the
+grant's status as an htmx partial.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint
+from flask import g
+from flask import request
+
+from blueprints.auth import login_required
+from blueprints.context import client_ip
+from blueprints.context import get_db
+from blueprints.context import get_store
+from blueprints.context import lang
+from blueprints.context import message
+from blueprints.context import now
+from blueprints.htmx import render_page
+from blueprints.ksef_access import close_ksef_clients
+from blueprints.ksef_access import ksef_client
+from klucznik.authorize import grant_check
+from klucznik.errors import PortalError
+from klucznik.records import clients
+from klucznik.records import office
+
+bp = Blueprint("methods", __name__)
+bp.teardown_request(close_ksef_clients)
+
+
+def _grant_context(client_id: int, **extra: Any) -> dict[str, Any]:
+    db = get_db()
+    client = clients.get_client(db, client_id)
+    profile = office.get_office(db)
+    return {
+        "client": client,
+        "check": grant_check.latest_check(db, client_id),
+        "self_grant": bool(profile.nip) and profile.nip == client.nip,
+        "environment": profile.ksef_environment,
+        "permission_name": grant_check.permission_name,
+        "lang_code": lang(),
+        **extra,
+    }
+
+
+@bp.app_context_processor
+def _grant_proof() -> dict[str, Any]:
+    """``grant_proof(client_id)`` in every template: what ``methods/_grant_status.html`` shows."""
+    return {"grant_proof": _grant_context}
+
+
+@bp.route("/clients/<int:client_id>/grant")
+@login_required
+def grant_status(client_id: int) -> Any:
+    """The latest proof of the client's grant (partial), with "Sprawdź uprawnienia" and "Odbierz uprawnienia"."""
+    return render_page("methods/_grant_status.html", **_grant_context(client_id))
+
+
+@bp.route("/clients/<int:client_id>/grant/verify", methods=["POST"])
+@login_required
+def grant_verify(client_id: int) -> Any:
+    """Log in as the office in the client's context and read the grants received; show the result."""
+    error = None
+    try:
+        grant_check.verify_grant(get_store(), client_id=client_id, ksef=ksef_client(), actor=g.user.username,
+                                 ip=client_ip(), at=now())
+    except PortalError as exc:
+        error = message(exc)
+    context = _grant_context(client_id, error=error)
+    status = 200 if context["check"] and context["check"].ok and not error else 422
+    return render_page("methods/_grant_status.html", status, **context)
+
+
+@bp.route("/clients/<int:client_id>/grant/revoke", methods=["POST"])
+@login_required
+def grant_revoke(client_id: int) -> Any:
+    """"Odbierz uprawnienia": first a confirmation, then the revocation in the client's KSeF session."""
+    if request.form.get("confirm") != "yes":
+        return render_page("methods/_grant_status.html", **_grant_context(client_id, confirm_revoke=True))
+    error = None
+    revoked = False
+    try:
+        grant_check.revoke_grant(get_store(), client_id=client_id, ksef=ksef_client(), actor=g.user.username,
+                                 ip=client_ip(), at=now())
+        revoked = True
+    except PortalError as exc:
+        error = message(exc)
+    return render_page("methods/_grant_status.html", 200 if revoked else 422,
+                       **_grant_context(client_id, error=error, revoked=revoked))
