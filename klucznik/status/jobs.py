@@ -103,7 +103,7 @@ class CheckRunner:
 
     ``starts_per_second`` paces the logins so that 429s are rare rather than merely survived: KSeF counts its
     public ``/auth`` operations per IP address (60/s each, docs/KSEF.md), and a login polls its status about
-    twice, so 25 logins a second stay under the limit with a margin (``None``: no pacing).
+    twice, so 28 logins a second (56 polls) stay under the limit (``None``: no pacing).
     """
 
     def __init__(
@@ -119,7 +119,7 @@ class CheckRunner:
         rate_limit_retries: int = 3,
         sleep: Callable[[float], None] = time.sleep,
         poll_interval: float = 1.0,
-        starts_per_second: float | None = 25.0,
+        starts_per_second: float | None = 28.0,
     ) -> None:
         self.store = store
         self.starts_per_second = starts_per_second
