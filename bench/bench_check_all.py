@@ -173,9 +173,9 @@ def main(count: int = 1000, concurrency: int = 8) -> None:
     ok = sum(1 for o in outcomes if o.ok)
     print(f"checked {len(outcomes)} ({ok} ok) in {wall:.1f} s wall, {len(outcomes) / wall:.1f} clients/s; "
           f"{runner.writes} writes; 429 answers {counting.refused}")
+    ratio = f"ratio wall/floor {wall / floor:.2f} (goal ≤ 1.2)" if floor else "the limits do not bind at this size"
     print(f"floor set by the limits: {floor:.1f} s ({slowest}: {calls} calls under "
-          f"{limiter.limit_for(slowest.split(' @ ')[0])[1].to_json()}); ratio wall/floor {wall / floor:.2f} "
-          "(goal ≤ 1.2)")
+          f"{limiter.limit_for(slowest.split(' @ ')[0])[1].to_json()}); {ratio}")
     print(f"peak RSS of the portal side: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f} MiB")
 
 
