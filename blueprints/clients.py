@@ -99,8 +99,10 @@ def view(client_id: int) -> Any:
 def edit(client_id: int) -> Any:
     """Change a client's data; a new NIP for a connected client asks first (409 and a confirmation form)."""
     client = clients.get_client(get_db(), client_id)
+    # The stored values only fill the page: a POST is read as sent (a POST without the fields is refused,
+    # not silently saved again with the old values).
     form = ClientForm(data={"nip": client.nip_formatted, "name": client.name, "email": client.email,
-                            "notes": client.notes})
+                            "notes": client.notes} if request.method == "GET" else None)
     errors: dict[str, str] = {}
     confirm = None
     if form.validate_on_submit():

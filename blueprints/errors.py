@@ -13,6 +13,7 @@ from flask import Flask
 from flask import Response
 from flask import request
 from flask import url_for
+from flask.globals import request_ctx
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
@@ -31,6 +32,8 @@ log = logging.getLogger("klucznik.web")
 
 
 def error_response(status: int, title: str, text: str, *, error_id: str | None = None) -> Response:
+    if request_ctx.url_adapter is None:  # a Host not trusted: no page can build its links, so plain text
+        return Response(f"{title}\n\n{text}\n", status, mimetype="text/plain")
     template = "errors/_alert.html" if htmx else "errors/error.html"
     return render_page(template, status, title=title, text=text, error_id=error_id)
 

@@ -15,6 +15,7 @@ from flask import Response
 from flask import abort
 from flask import redirect
 from flask import request
+from werkzeug.exceptions import SecurityError
 from werkzeug.routing import IntegerConverter
 from werkzeug.routing import RequestRedirect
 
@@ -79,6 +80,8 @@ def relative_routing_redirect() -> Response | None:
     ``KLUCZNIK_TRUSTED_HOSTS`` is unset; a relative ``Location`` stays on whatever site the browser is on.
     """
     exc = request.routing_exception
+    if isinstance(exc, SecurityError):  # a Host not in TRUSTED_HOSTS: answer 400 before anything builds a URL
+        raise exc
     if not isinstance(exc, RequestRedirect):
         return None
     parts = urlsplit(exc.new_url)
