@@ -21,6 +21,7 @@ SMOKE = {
     "bench_login.py": ["2"],
     "bench_rotation.py": ["20", "1"],
     "bench_sandbox_limits.py": ["0.3", "2", "11"],  # 11 calls: more than one second's allowance
+    "bench_status_page.py": ["2", "30"],
     "bench_storage.py": ["20", "1"],
     "bench_xades.py": ["--rounds", "3"],
 }
