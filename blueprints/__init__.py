@@ -16,6 +16,8 @@ BLUEPRINTS = [
     "blueprints.certificates",
     "blueprints.wizard",
     "blueprints.status",
+    "blueprints.ksef_warnings",
+    "blueprints.mail",
 ]
 
 

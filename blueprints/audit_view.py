@@ -140,6 +140,8 @@ def _value(value: Any) -> str:
 
 
 def _shown(field: str, value: Any) -> str:
+    if field == "role" and value in ("admin", "staff"):
+        return _("administrator") if value == "admin" else _("staff")
     if field == "nip" and isinstance(value, str) and len(value) == 10 and value.isdigit():
         return ids.format_nip(value)
     return _value(value)

@@ -11,6 +11,8 @@ from typing import Any
 from flask import Blueprint
 from flask import g
 from flask import request
+from flask import url_for
+from flask_babel import gettext as _
 
 from blueprints.auth import login_required
 from blueprints.context import client_ip
@@ -19,12 +21,15 @@ from blueprints.context import get_store
 from blueprints.context import lang
 from blueprints.context import message
 from blueprints.context import now
+from blueprints.htmx import redirect_to
 from blueprints.htmx import render_page
 from blueprints.ksef_access import close_ksef_clients
 from blueprints.ksef_access import ksef_client
+from klucznik.authorize import enroll
 from klucznik.authorize import grant_check
 from klucznik.errors import PortalError
 from klucznik.records import clients
+from klucznik.records import enrollments
 from klucznik.records import office
 
 bp = Blueprint("methods", __name__)
@@ -50,6 +55,33 @@ def _grant_context(client_id: int, **extra: Any) -> dict[str, Any]:
 def _grant_proof() -> dict[str, Any]:
     """``grant_proof(client_id)`` in every template: what ``methods/_grant_status.html`` shows."""
     return {"grant_proof": _grant_context}
+
+
+@bp.app_context_processor
+def _enrollment_progress() -> dict[str, Any]:
+    """``enrollment_progress(request_id)`` in every template: method 2's certificate requests, without keys."""
+
+    def rows(request_id: int) -> list[dict[str, Any]]:
+        return [
+            {"type": r.certificate_type, "slot": r.slot, "status": r.status, "reference": r.reference_number,
+             "serial": r.serial, "key_algorithm": r.key_algorithm}
+            for r in enrollments.for_request(get_db(), request_id)
+        ]
+
+    return {"enrollment_progress": rows}
+
+
+@bp.route("/clients/<int:client_id>/wizard/attempts/<int:request_id>/enroll/confirm", methods=["POST"])
+@login_required
+def enroll_confirm(client_id: int, request_id: int) -> Any:
+    """Method 2: the go-ahead after the limits and the company's certificates were shown."""
+    try:
+        enroll.confirm(get_store(), request_id=request_id, client_id=client_id,
+                       key_type=request.form.get("key_type", "ec"), also_grant=request.form.get("also_grant") == "1",
+                       actor=g.user.username, at=now(), ip=client_ip())
+    except PortalError as exc:
+        return render_page("errors/_alert.html", 422, title=_("Not confirmed"), text=message(exc))
+    return redirect_to(url_for("wizard.attempt", client_id=client_id, request_id=request_id))
 
 
 @bp.route("/clients/<int:client_id>/grant")

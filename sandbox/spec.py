@@ -38,6 +38,23 @@ def openapi(server: str = "/v2") -> OpenAPI:
     return OpenAPI.from_dict(document, config=Config(extra_media_type_deserializers=_DESERIALIZERS))
 
 
+def documented_methods(path: str) -> list[str]:
+    """The methods the document lists for ``path`` (below ``/v2``); a literal path wins over a template."""
+    real = path.strip("/").split("/")
+    best: tuple[int, dict] | None = None
+    for candidate, methods in spec_document()["paths"].items():
+        parts = candidate.strip("/").split("/")
+        if len(parts) != len(real):
+            continue
+        if all(p.startswith("{") or p == r for p, r in zip(parts, real, strict=True)):
+            literal = sum(1 for p in parts if not p.startswith("{"))
+            if best is None or literal > best[0]:
+                best = (literal, methods)
+    if best is None:
+        return []
+    return [m.upper() for m in best[1] if m in ("get", "put", "post", "delete", "patch")]
+
+
 def _text(value: bytes | str) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
@@ -64,11 +81,20 @@ def request_problems(request) -> list[str]:
     return []
 
 
+def _said(value: object) -> str:
+    """``str(value)``, or its class name when even that fails (openapi-core's messages decode the body as
+    UTF-8 and raise on a body that is not)."""
+    try:
+        return str(value)
+    except Exception:  # noqa: BLE001 - any failure to describe the error
+        return type(value).__name__
+
+
 def _messages(exc: BaseException) -> list[str]:
-    messages = [str(exc).split(":")[0]]
+    messages = [_said(exc).split(":")[0]]
     cause = exc.__cause__
     for error in getattr(cause, "schema_errors", ()) or ():
-        messages.append(str(getattr(error, "message", error)))
+        messages.append(_said(getattr(error, "message", error)))
     if cause is not None and not getattr(cause, "schema_errors", None):
-        messages.append(str(cause)[:300])
+        messages.append(_said(cause)[:300])
     return messages

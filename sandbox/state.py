@@ -326,6 +326,8 @@ class SandboxState:
         self.certified_keys: dict[bytes, Identity] = {}
         self.availability = "AVAILABLE"
         self.messages: list[dict[str, Any]] = []
+        #: ``X-System-Warning`` values to send with every successful answer of an endpoint (tests).
+        self.system_warnings: dict[str, str] = {}
         self._event_id = 0
 
     # -- time & tokens --------------------------------------------------------------------------

@@ -241,6 +241,21 @@ def admin_clear_faults():
     return "", 204
 
 
+@admin.post("/warnings")
+def admin_warnings():
+    """Send ``X-System-Warning`` with an endpoint's successful answers:
+    ``{"endpoint": "POST /auth/xades-signature", "warning": "[sig-001]: ..."}`` (``warning`` null: stop)."""
+    body = request.get_json(silent=True) or {}
+    endpoint = body.get("endpoint")
+    if not endpoint:
+        return jsonify({"error": "endpoint is required"}), 400
+    if body.get("warning"):
+        state().system_warnings[endpoint] = str(body["warning"])
+    else:
+        state().system_warnings.pop(endpoint, None)
+    return jsonify(state().system_warnings)
+
+
 @admin.get("/rate-limits")
 def admin_rate_limits():
     """The rate limits: on/off, every group's limit, how many requests were accepted and refused."""

@@ -13,6 +13,7 @@ from klucznik.authorize.requests import log_step
 from klucznik.authorize.session import client_with_tokens
 from klucznik.instance.store import Store
 from klucznik.ksef.client import KsefClient
+from klucznik.ksef.errors import KsefError
 from klucznik.records import clients
 from klucznik.records import office
 from klucznik.text import Text
@@ -107,7 +108,7 @@ def poll_grant(
         return request
     with store.write() as db:
         ok = status.code == 200
-        if ok:
+        if ok and request.method == "grant":
             clients.set_auth_method(db, request.client_id, "grant", at=at)
         request = log_step(
             db,
@@ -131,3 +132,45 @@ def poll_grant(
     if ok:  # prove it: the office logs in in the client's context and reads what it received
         verify_grant(store, client_id=request.client_id, ksef=ksef, actor=actor, ip=ip, at=at)
     return request
+
+
+def grant_in_session(
+    store: Store, request: AuthRequest, *, ksef: KsefClient, actor: str, at: datetime, ip: str | None,
+    poll_interval: float = 0.5, poll_timeout: float = 60.0,
+) -> AuthRequest:
+    """Method 2's option: grant the office in the same client session, waiting for KSeF's answer.
+
+    The outcome is recorded in the request's ``followup["grant"]``; a refusal does not undo the certificates.
+    A temporary failure (no answer, 5xx, 429) is raised, and the next round tries again.
+    """
+    with store.connect() as db:
+        profile = office.get_office(db)
+        client = clients.get_client(db, request.client_id)
+    try:
+        if not profile.nip or profile.nip == client.nip:
+            raise WizardError(self_grant_error(client.nip).text if profile.nip else Text(
+                "Uzupełnij NIP biura w ustawieniach biura, aby nadać mu uprawnienia.",
+                "Fill in the office's NIP in the office settings so it can be granted permissions.",
+            ), code="office_nip_missing")
+        accepted = ksef.grant_entity(
+            nip=profile.nip,
+            full_name=full_name(profile.name, profile.nip),
+            description=f"Klucznik: biuro rachunkowe {profile.nip} dla {client.nip}",
+            permissions=("InvoiceRead", "InvoiceWrite"),
+        )
+        ksef.wait_for_operation(accepted.reference_number, interval=poll_interval, timeout=poll_timeout)
+        outcome = {"ok": True, "reference": accepted.reference_number}
+    except KsefError as exc:
+        if exc.http_status is None or exc.http_status >= 500 or exc.http_status == 429:
+            raise
+        outcome = {"ok": False, "pl": exc.text.pl, "en": exc.text.en}
+    except WizardError as exc:
+        outcome = {"ok": False, "pl": exc.text.pl, "en": exc.text.en}
+    with store.write() as db:
+        return log_step(
+            db, request, at=at, actor=actor, ip=ip,
+            action="ksef.permissions.granted" if outcome["ok"] else "ksef.permissions.failed",
+            audit_details={"office_nip": profile.nip, "with_certificates": True, "ok": outcome["ok"]},
+            changes={"followup": {**(request.followup or {}), "grant": outcome}},
+            operation="permissions.grant_entity", ok=outcome["ok"], reference=outcome.get("reference"),
+        )

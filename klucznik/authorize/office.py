@@ -14,11 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from cryptography import x509
 from sqlite_utils import Database
 
 from klucznik import certs
-from klucznik import xades
+from klucznik.authorize.certificate_login import login_with_certificate
 from klucznik.certs.model import PairCheck
 from klucznik.errors import PortalError
 from klucznik.errors import ValidationError
@@ -191,28 +190,26 @@ def office_login(
     context: the client has not granted the office permissions).
     """
     profile, credential = usable_credential(db, ksef=ksef, at=at)
-    certificate = x509.load_der_x509_certificate(credential.certificate)
-    key = certs.load_private_key(credential.private_key, password=credential.key_password)
     context = context_nip or profile.nip
-    challenge = ksef.challenge()
-    signed = xades.sign_auth_token_request(
-        xades.build_auth_token_request(challenge=challenge.challenge, nip=context),
-        certificate=certificate,
-        private_key=key.private_key,
-        signing_time=at,
+    login = login_with_certificate(
+        ksef,
+        certificate_der=credential.certificate,
+        private_key=credential.private_key,
+        key_password=credential.key_password,
+        context_nip=context,
+        at=at,
+        poll_interval=poll_interval,
+        poll_timeout=poll_timeout,
     )
-    init = ksef.submit_xades(signed)
-    status = ksef.wait_for_auth(init, interval=poll_interval, timeout=poll_timeout)
-    ksef.redeem(init.authentication_token.token)
     return OfficeSession(
         ksef=ksef,
         environment=credential.ksef_environment,
         office_nip=profile.nip,
         context_nip=context,
-        reference_number=init.reference_number,
+        reference_number=login.reference_number,
         credential_id=credential.id,
         certificate_serial=credential.serial,
-        authentication_method=status.authentication_method,
+        authentication_method=login.authentication_method,
     )
 
 

@@ -90,6 +90,11 @@ class AuthRequest:
         return max(0, int((self.expires_at - at).total_seconds()))
 
     @property
+    def awaiting_user(self) -> bool:
+        """True while the attempt waits for the user's go-ahead (method 2, after the limits were shown)."""
+        return bool((self.followup or {}).get("awaiting")) and not self.final
+
+    @property
     def final(self) -> bool:
         """True when nothing more will happen to this request."""
         return self.status in FINAL

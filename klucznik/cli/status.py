@@ -23,6 +23,7 @@ from klucznik.errors import PortalError
 from klucznik.ids import normalize_nip
 from klucznik.status import expiry
 from klucznik.status import jobs
+from klucznik.status import reminders
 from klucznik.status.results import CheckOutcome
 
 _KINDS_PL = {"certificate": "certyfikat", "grant": "uprawnienie", "token": "token"}
@@ -139,3 +140,30 @@ def check_clients(check_all: bool, nips: tuple[str, ...], as_json: bool, concurr
         if not outcomes:
             click.echo("Brak klientów połączonych z KSeF. / No clients connected to KSeF.")
     sys.exit(0 if all(o.ok for o in outcomes) else 1)
+
+
+@click.command("remind")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (stable contract).")
+@click.option("--at", type=IsoDateTime(), default=None, help="Judge at this moment instead of now (ISO-8601).")
+def remind(as_json: bool, at: datetime | None) -> None:
+    """E-mail the office about certificates expiring within 30, 14, 7 and 1 days (each reminder once).
+
+    Example (cron, every morning): klucznik remind
+    """
+    moment = at or now()
+    try:
+        store = open_store_unsealed()
+        result = reminders.remind(store, at=moment)
+    except PortalError as exc:
+        raise click.ClickException(exc.text.both()) from None
+    if as_json:
+        print_json({
+            "sent_at": clock.iso(moment),
+            "recipients": list(result.recipients) if result.reminders else [],
+            "items": [{**r.item.as_dict(), "threshold": r.threshold} for r in result.reminders],
+        })
+    elif result.reminders:
+        click.echo(f"Wysłano przypomnienie o {len(result.reminders)} pozycjach do: {', '.join(result.recipients)}. "
+                   f"/ Reminder about {len(result.reminders)} items sent.")
+    else:
+        click.echo("Nie ma nowych przypomnień do wysłania. / No new reminders to send.")

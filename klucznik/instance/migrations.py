@@ -344,3 +344,21 @@ def m006_status_checks(db: Database) -> None:
     )
     db.execute("CREATE INDEX status_latest_ok ON status_latest (ok)")
     db.execute("CREATE INDEX credentials_active_expiry ON credentials (status, not_after, client_id)")
+
+
+@migrations()
+def m006b_status_reminders(db: Database) -> None:
+    """E-mail reminders of expiring items: one row per item and threshold (30, 14, 7, 1 days) once sent, so
+    ``klucznik remind`` never sends the same reminder twice. The SMTP settings live in ``settings``."""
+    db.execute(
+        """CREATE TABLE status_reminders (
+            id INTEGER PRIMARY KEY,
+            client_id INTEGER NOT NULL REFERENCES clients (id),
+            kind TEXT NOT NULL,
+            serial TEXT NOT NULL,
+            threshold INTEGER NOT NULL,
+            valid_to TEXT NOT NULL,
+            sent_at TEXT NOT NULL,
+            UNIQUE (client_id, kind, serial, threshold)
+        )"""
+    )

@@ -44,6 +44,7 @@ from klucznik.ksef.models import OperationStatus
 from klucznik.ksef.models import PersonalGrant
 from klucznik.ksef.models import PersonalGrantsPage
 from klucznik.ksef.models import PublicKeyCertificate
+from klucznik.ksef.models import RateLimit
 from klucznik.ksef.models import RetrievedCertificate
 from klucznik.ksef.models import SessionsPage
 from klucznik.ksef.models import Status
@@ -333,7 +334,7 @@ class KsefClient:
                 AuthSession(
                     reference_number=item["referenceNumber"],
                     start_date=clock.parse(item["startDate"]),
-                    authentication_method=item["authenticationMethod"],
+                    authentication_method=item.get("authenticationMethod") or info.get("category", ""),
                     method_info=AuthMethodInfo(info["category"], info["code"], info["displayName"]),
                     status=Status.from_json(item["status"]),
                     is_current=bool(item.get("isCurrent")),
@@ -598,6 +599,20 @@ class KsefClient:
             auth=self._access_auth(),
         )
         return OperationAccepted(data["referenceNumber"])
+
+    # -- limits ---------------------------------------------------------------------------------
+
+    def rate_limits(self) -> dict[str, RateLimit]:
+        """``GET /rate-limits``: the API rate limits in force for this context and address, by group
+        (``other`` covers certificates, permissions and tokens; unknown groups are kept)."""
+        data = self.call("GET", "/rate-limits", idempotent=True, auth=self._access_auth())
+        return {
+            group: RateLimit(
+                int(v.get("perSecond") or 0), int(v.get("perMinute") or 0), int(v.get("perHour") or 0)
+            )
+            for group, v in data.items()
+            if isinstance(v, dict)
+        }
 
     # -- security -------------------------------------------------------------------------------
 

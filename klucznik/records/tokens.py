@@ -69,3 +69,10 @@ def store_tokens(
         )
         .last_pk
     )
+
+
+def end_active(db: Database, client_id: int) -> int:
+    """The client's session is over (ended in KSeF, or no longer wanted): its tokens are never used again."""
+    return db.execute(
+        "UPDATE ksef_tokens SET status = 'ended' WHERE client_id = ? AND status = 'active'", [client_id]
+    ).rowcount

@@ -80,8 +80,8 @@ class ExpiryItem:
         return item
 
 
-def last_ksef_statuses(db: Database, client_ids: list[int] | None = None) -> dict[int, dict[str, str]]:
-    """``{client_id: {serial: KSeF status}}`` from each client's latest live check."""
+def last_ksef_items(db: Database, client_ids: list[int] | None = None) -> dict[int, dict[str, dict]]:
+    """``{client_id: {serial: {"status", "valid_to", ...}}}`` from each client's latest live check."""
     sql = (
         "SELECT l.client_id, c.certificates FROM status_latest l JOIN status_checks c ON c.id = l.check_id"
     )
@@ -91,12 +91,25 @@ def last_ksef_statuses(db: Database, client_ids: list[int] | None = None) -> dic
             return {}
         sql += f" WHERE l.client_id IN ({','.join('?' * len(client_ids))})"
         params = list(client_ids)
-    found: dict[int, dict[str, str]] = {}
-    for client_id, certificates in db.execute(sql, params).fetchall():
-        found[client_id] = {
-            serial: item.get("status", "") for serial, item in (json.loads(certificates or "{}")).items()
-        }
-    return found
+    return {client_id: json.loads(certificates or "{}") for client_id, certificates in db.execute(sql, params)}
+
+
+def effective_valid_to(stored: datetime, ksef_valid_to: str | None) -> datetime:
+    """The end of validity that counts: KSeF's ``validTo`` from the last live check when it is earlier than the
+    certificate's own date (KSeF can end a certificate early, e.g. a TEST certificate shortened to expire)."""
+    if ksef_valid_to:
+        ksef = clock.parse(ksef_valid_to)
+        if ksef < stored:
+            return ksef
+    return stored
+
+
+#: Ids of active credentials that KSeF, at the latest live check, said end before ``?`` (JSON1 over the check).
+KSEF_ENDS_BEFORE = (
+    "SELECT cr.id FROM status_latest l JOIN status_checks s ON s.id = l.check_id, json_each(s.certificates) j "
+    "JOIN credentials cr ON cr.client_id = l.client_id AND cr.serial = j.key AND cr.status = 'active' "
+    "WHERE json_extract(j.value, '$.valid_to') < ?"
+)
 
 
 def expiring(db: Database, *, at: datetime, days: int = RENEWAL_DAYS) -> list[ExpiryItem]:
@@ -106,14 +119,16 @@ def expiring(db: Database, *, at: datetime, days: int = RENEWAL_DAYS) -> list[Ex
     rows = db.execute(
         "SELECT c.id, c.nip, c.name, c.auth_method, cr.slot, cr.ksef_type, cr.serial, cr.not_after "
         "FROM credentials cr JOIN clients c ON c.id = cr.client_id "
-        "WHERE cr.status = 'active' AND c.archived_at IS NULL AND cr.not_after < ? "
+        "WHERE cr.status = 'active' AND c.archived_at IS NULL "
+        f"AND (cr.not_after < ? OR cr.id IN ({KSEF_ENDS_BEFORE})) "
         "ORDER BY cr.not_after, c.sort_key, cr.slot",
-        [limit],
+        [limit, limit],
     ).fetchall()
-    statuses = last_ksef_statuses(db, sorted({row[0] for row in rows}))
+    known = last_ksef_items(db, sorted({row[0] for row in rows}))
     items = []
     for client_id, nip, name, method, slot, ksef_type, serial, not_after in rows:
-        valid_to = clock.parse(not_after)
+        item = known.get(client_id, {}).get(serial) or {}
+        valid_to = effective_valid_to(clock.parse(not_after), item.get("valid_to"))
         items.append(
             ExpiryItem(
                 client_id=client_id,
@@ -125,7 +140,8 @@ def expiring(db: Database, *, at: datetime, days: int = RENEWAL_DAYS) -> list[Ex
                 serial=serial,
                 valid_to=valid_to,
                 days_left=days_left(valid_to, at=at),
-                status=certificate_status(valid_to, statuses.get(client_id, {}).get(serial), at=at),
+                status=certificate_status(valid_to, item.get("status"), at=at),
             )
         )
+    items.sort(key=lambda i: (i.valid_to, i.client_id, i.ksef_type or ""))
     return items

@@ -19,12 +19,14 @@ from klucznik import ids
 from klucznik.ksef import errors as ksef_errors
 from klucznik.ksef import statuses as ksef_statuses
 from klucznik.records import clients as client_records
+from klucznik.status.expiry import KSEF_ENDS_BEFORE
 from klucznik.status.expiry import METHODS
 from klucznik.status.expiry import RENEWAL_DAYS
 from klucznik.status.expiry import SLOT_TYPES
 from klucznik.status.expiry import band
 from klucznik.status.expiry import certificate_status
 from klucznik.status.expiry import days_left
+from klucznik.status.expiry import effective_valid_to
 from klucznik.status.results import StoredCheck
 from klucznik.status.results import latest_checks
 from klucznik.text import Text
@@ -132,8 +134,8 @@ def banner(db: Database, *, at: datetime) -> Banner:
     limit = clock.iso(clock.to_utc(at) + timedelta(days=RENEWAL_DAYS))
     expiring = db.execute(
         "SELECT count(DISTINCT cr.client_id) FROM credentials cr JOIN clients c ON c.id = cr.client_id "
-        "WHERE cr.status = 'active' AND cr.not_after < ? AND c.archived_at IS NULL",
-        [limit],
+        f"WHERE cr.status = 'active' AND (cr.not_after < ? OR cr.id IN ({KSEF_ENDS_BEFORE})) AND c.archived_at IS NULL",
+        [limit, limit],
     ).fetchone()[0]
     failed = db.execute(
         "SELECT count(*) FROM status_latest l JOIN clients c ON c.id = l.client_id "
@@ -172,8 +174,9 @@ def status_page(
     # unary + keeps SQLite on the (client_id, ...) index: one seek per client, never a scan of all active rows
     active = "SELECT {what} FROM credentials cr WHERE cr.client_id = c.id AND +cr.status = 'active'"
     if show == "expiring":
-        where.append("c.id IN (SELECT client_id FROM credentials WHERE status = 'active' AND not_after < ?)")
-        params.append(limit)
+        where.append("c.id IN (SELECT client_id FROM credentials WHERE status = 'active' AND not_after < ? "
+                     f"UNION SELECT client_id FROM credentials WHERE id IN ({KSEF_ENDS_BEFORE}))")
+        params += [limit, limit]
     elif show == "errors":
         where.append("l.ok = 0")
     elif show == "unauthorized":
@@ -224,9 +227,10 @@ def _rows(db: Database, found: list[tuple], *, at: datetime) -> list[StatusRow]:
         f"WHERE status = 'active' AND client_id IN ({marks}) ORDER BY client_id, slot DESC, id DESC",
         ids,
     ).fetchall():
-        valid_to = clock.parse(not_after)
         check = checks.get(client_id)
-        known = (check.certificates.get(serial) or {}).get("status") if check else None
+        item = (check.certificates.get(serial) or {}) if check else {}
+        known = item.get("status")
+        valid_to = effective_valid_to(clock.parse(not_after), item.get("valid_to"))
         cells[client_id].append(
             CertificateCell(
                 ksef_type=ksef_type or SLOT_TYPES.get(slot, slot),
@@ -348,8 +352,14 @@ def timeline(db: Database, client_id: int, *, at: datetime) -> Timeline | None:
     if not rows:
         return None
     at = clock.to_utc(at)
+    check = latest_checks(db, [client_id]).get(client_id)
+    known = check.certificates if check else {}
     starts = [clock.parse(r[3]) for r in rows]
-    ends = [clock.parse(r[4]) for r in rows]
+    ends = [
+        effective_valid_to(clock.parse(r[4]), (known.get(r[2]) or {}).get("valid_to")) if r[5] == "active"
+        else clock.parse(r[4])
+        for r in rows
+    ]
     low = min([*starts, at - timedelta(days=RENEWAL_DAYS)])
     high = max([*ends, at + timedelta(days=RENEWAL_DAYS)])
     span = (high - low).total_seconds() or 1.0

@@ -49,7 +49,12 @@ class CheckOutcome:
 
 
 def record_outcomes(db: Database, outcomes: Iterable[CheckOutcome], *, job_id: int | None = None) -> int:
-    """Store ``outcomes`` inside the caller's ``store.write()``; returns how many were stored."""
+    """Store ``outcomes`` inside the caller's ``store.write()``; returns how many were stored.
+
+    The KSeF operation log (the client's "KSeF errors") gets a row for every check that reached a KSeF answer or
+    failed talking to KSeF; a finding of the check itself (a revoked certificate, a withdrawn grant) stays in the
+    check's history and its message.
+    """
     count = 0
     for outcome in outcomes:
         check_id = (
@@ -80,6 +85,9 @@ def record_outcomes(db: Database, outcomes: Iterable[CheckOutcome], *, job_id: i
             "ok = excluded.ok, grant_state = excluded.grant_state",
             [outcome.client_id, check_id, clock.iso(outcome.at), int(outcome.ok), outcome.grant_state],
         )
+        if not outcome.ok and not (outcome.error_code or "").startswith("ksef"):
+            count += 1  # not an error KSeF answered (a revoked certificate, no office login, ...): history only
+            continue
         db["ksef_operations"].insert(
             {
                 "client_id": outcome.client_id,

@@ -126,3 +126,33 @@ def test_check_clients_unknown_nip_is_an_error(live) -> None:
     path, _ = live
     result = run(["check-clients", "--nip", "1132853869"], path, **ADMIN)
     assert result.returncode == 1 and "Nie ma klienta z NIP 1132853869" in result.stderr
+
+
+# -- remind: e-mail through a real local SMTP server ------------------------------------------------------------------
+
+
+def test_remind_sends_once_per_threshold_through_smtp(instance: Path) -> None:
+    from klucznik.records import smtp
+    from tests.support.smtp import smtp_server
+
+    with smtp_server() as box:
+        store = Store(instance, kdf=TEST_KDF)
+        store.login("admin", "admin-password-1")
+        with store.write() as db:
+            smtp.save_smtp(db, smtp.SmtpSettings(host="127.0.0.1", port=box.port, security="none",
+                                                 sender="portal@biuro.test", recipients=("szef@biuro.test",)),
+                           actor="admin", at=NOW)
+        store.seal()
+        first = run(["remind", "--json", "--at", AT], instance, **ADMIN)
+        assert first.returncode == 0, first.stderr
+        report = json.loads(first.stdout)
+        assert report["recipients"] == ["szef@biuro.test"]
+        assert [(i["serial"], i["threshold"], i["days_left"]) for i in report["items"]] == [("0A1", 14, 10)]
+        again = run(["remind", "--at", AT], instance, **ADMIN)
+        assert again.returncode == 0 and "Nie ma nowych przypomnień" in again.stdout
+        assert len(box.messages) == 1 and "0A1" in box.messages[0][2].get_content()
+
+
+def test_remind_without_mail_settings_fails_plainly(instance: Path) -> None:
+    result = run(["remind", "--at", AT], instance, **ADMIN)
+    assert result.returncode == 1 and "Poczta nie jest skonfigurowana" in result.stderr

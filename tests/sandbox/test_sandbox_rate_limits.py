@@ -156,3 +156,21 @@ def test_the_control_route(sandbox_server):
     bad = requests.post(f"{root}/_sandbox/rate-limits", json={"groups": {"other": 5}}, timeout=5)
     assert bad.status_code == 400
     assert requests.get(f"{root}/_sandbox/rate-limits", timeout=5).json()["enabled"] is True
+
+
+def test_the_client_reads_the_limits_in_force(sandbox_server):
+    client = sandbox_server.login(CLIENT)
+    limits = client.rate_limits()
+    assert limits["other"].per_second == 10 and limits["other"].per_minute == 30
+    assert limits["other"].per_hour == 120 and limits["sessionList"].per_minute == 10
+    assert "collectiveIdentifier" in limits  # the group API 2.7 added
+    sandbox_server.rate_limits(other=(2, 5, 100))
+    assert client.rate_limits()["other"].per_second == 2
+
+
+def test_the_public_group_by_its_alias(sandbox_server):
+    table = sandbox_server.rate_limits(public=(2, None, None))
+    assert table["groups"]["-"] == {"perSecond": 2}
+    url = f"{sandbox_server.url}/auth/challenge"
+    answers = [requests.post(url, timeout=5).status_code for _ in range(3)]
+    assert answers == [200, 200, 429]

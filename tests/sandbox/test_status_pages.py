@@ -38,7 +38,7 @@ def test_a_revoked_certificate_fails_the_check_and_raises_the_banner(portal) -> 
     server.state.revoke_certificate(Identity("Nip", company.nip), serials["Offline"])
     web.post(f"/status/clients/{company.id}/check")
     page = web.get(f"/status/clients/{company.id}").get_data(as_text=True)
-    assert "unieważniony w KSeF" in page and "błąd" in page
+    assert "unieważniony w KSeF" in page and "nie działa" in page
     banner = web.get("/clients").get_data(as_text=True)
     assert "1 klient nie przeszedł ostatniego sprawdzenia w KSeF." in banner
     assert "status.check" in web.get("/admin/audit").get_data(as_text=True)

@@ -158,3 +158,44 @@ def test_a_check_of_unreadable_stored_certificates_is_an_outcome_without_calling
     assert (outcome.ok, outcome.error_code) == (False, "stored_certificate_unreadable")
     none = checks.check_client(store.connect, office["none"], ksef=ksef, at=NOW)
     assert (none.ok, none.error_code) == (False, "not_connected")
+
+
+@pytest.mark.parametrize(("days", "threshold"), [(45, None), (31, None), (30, 30), (15, 30), (14, 14), (8, 14),
+                                                 (7, 7), (2, 7), (1, 1), (0, 1), (-3, 1)])
+def test_reminder_threshold_is_the_tightest_one_reached(days, threshold) -> None:
+    from klucznik.status.reminders import threshold_for
+
+    assert threshold_for(days) == threshold
+
+
+def test_ksef_ending_a_certificate_early_counts_over_the_certificates_own_date(store, office) -> None:
+    """KSeF's validTo from the last live check wins when it is earlier (a TEST certificate shortened in KSeF)."""
+    with store.write() as db:
+        record_outcomes(db, [CheckOutcome(client_id=office["fine"], at=NOW, ok=True, method="user_certs",
+                                          certificates={"B1": {"type": "Authentication", "status": "Active",
+                                                               "valid_to": "2026-12-04T09:00:00Z"}})])
+    with store.connect() as db:
+        items = expiry.expiring(db, at=NOW, days=30)
+        assert [(i.serial, i.days_left) for i in items] == [("B1", 3), ("A1", 10)]
+        assert overview.banner(db, at=NOW).expiring == 2
+        rows = overview.status_page(db, at=NOW, show="expiring").rows
+        assert [r.name for r in rows] == ["Alfa sp. z o.o.", "Beta S.A."]
+        beta = rows[1].certificates[0]
+        assert (beta.days_left, beta.band) == (3, "urgent")
+        line = overview.timeline(db, office["fine"], at=NOW)
+        assert line.bars[0].not_after == NOW + 3 * D
+        assert expiry.expiring(db, at=NOW + 4 * D, days=0)[0].status == "Expired"
+
+
+def test_only_errors_ksef_answered_go_to_the_ksef_errors_list(store, office) -> None:
+    finding = CheckOutcome(client_id=office["soon"], at=NOW, ok=False, error_code="certificate_not_active",
+                           message=Text("Certyfikat unieważniony.", "Certificate revoked."))
+    unreachable = CheckOutcome(client_id=office["fine"], at=NOW, ok=False, error_code="ksef_unreachable",
+                               message=Text("Brak połączenia.", "No connection."))
+    with store.write() as db:
+        record_outcomes(db, [finding, unreachable])
+    with store.connect() as db:
+        assert overview.ksef_errors_of(db, office["soon"]) == []
+        (error,) = overview.ksef_errors_of(db, office["fine"])
+        assert "nie dostał odpowiedzi z KSeF" in error.advice.pl
+        assert latest_checks(db, [office["soon"]])[office["soon"]].message.pl == "Certyfikat unieważniony."
