@@ -52,6 +52,7 @@ def action_words() -> dict[str, str]:
         "ksef.permissions.failed": _("KSeF: permissions not granted"),
         "ksef.certificates.enroll": _("KSeF: certificates requested"),
         "ksef.certificates.failed": _("KSeF: certificates not issued"),
+        "ksef.call_failed": _("KSeF did not answer for now (the portal keeps trying)"),
     }
 
 
@@ -84,6 +85,7 @@ def _field_words() -> dict[str, str]:
         "old_nip_authorization": _("authorization of the old NIP retired"),
         "database_key": _("database key"),
         "signer": _("signed by"),
+        "step": _("step"),
     }
 
 

@@ -115,9 +115,41 @@ def advance(
                     reference=request.reference_number,
                     error=exc,
                 )
+        else:  # temporary: the next poll retries; recorded once per outage, not at every poll
+            _record_temporary_failure(store, request, exc, actor=actor, at=at, ip=ip)
         # a refusal ended the request above; anything else is temporary and the next poll retries
         return Progress(request, request.explanation(), notice=exc)
     return Progress(request, request.explanation())
+
+
+def _record_temporary_failure(
+    store: Store, request: AuthRequest, exc: KsefError, *, actor: str, at: datetime, ip: str | None
+) -> None:
+    """Put a temporary KSeF failure (no answer, 5xx, 429) in the operations and audit logs (README: every KSeF
+    operation is audited), once: while the client's last recorded KSeF call is this same failure, polling
+    again writes nothing (no snapshot every second during an outage)."""
+    operation = f"wizard.{request.status}"
+    with store.connect() as db:
+        last = db.execute(
+            "SELECT operation, ok, http_status FROM ksef_operations WHERE client_id = ? ORDER BY id DESC LIMIT 1",
+            [request.client_id],
+        ).fetchone()
+    if last is not None and tuple(last) == (operation, 0, exc.http_status):
+        return
+    with store.write() as db:
+        log_step(
+            db,
+            request,
+            at=at,
+            actor=actor,
+            ip=ip,
+            action="ksef.call_failed",
+            audit_details={"step": request.status, "http_status": exc.http_status, "message": exc.text.pl},
+            operation=operation,
+            ok=False,
+            reference=request.reference_number,
+            error=exc,
+        )
 
 
 def _same_environment(store: Store, request: AuthRequest) -> None:

@@ -164,3 +164,23 @@ def test_a_503_on_the_challenge_is_in_the_audit_log(wiz):  # noqa: F811
     assert "status HTTP: 503" in cells[4]
     moment = wiz.clock().astimezone(ZoneInfo("Europe/Warsaw")).strftime("%Y-%m-%d %H:%M")
     assert cells[0].startswith(moment)
+
+
+def test_a_503_while_following_is_audited_once_per_outage(wiz):  # noqa: F811
+    attempt = wiz.new_attempt()
+    assert wiz.upload(attempt, sign(wiz.download(attempt), nip=wiz.company.nip)).status_code == 200
+    wiz.server.inject("GET /auth/{referenceNumber}", "error", status=503, times=None)
+    wiz.submit(attempt)
+    for _ in range(3):  # three polls during the outage: the page says the portal keeps trying
+        response = wiz.web.get(wiz.url(attempt, "progress"), htmx=True)
+        assert response.status_code == 200 and "Portal próbuje dalej" in text(response)
+    with wiz.store.connect() as db:
+        audited = list(db.query("SELECT details FROM audit_log WHERE action = 'ksef.call_failed'"))
+        failures = list(db.query("SELECT operation, http_status FROM ksef_operations WHERE ok = 0"))
+    assert len(audited) == 1 and '"http_status": 503' in audited[0]["details"]
+    assert failures == [{"operation": "wizard.submitted", "http_status": 503}]
+    row = soup(wiz.web.get("/admin/audit")).select_one('tr[data-action="ksef.call_failed"]')
+    assert "KSeF chwilowo nie odpowiada" in row.get_text(" ", strip=True)
+    wiz.server.clear_faults()
+    final = wiz.follow(attempt)
+    assert soup(final).select_one("#progress")["data-status"] == "done"
