@@ -6,7 +6,7 @@ signer is a person, whose certificates would identify that person); nothing is r
 confirms (:func:`confirm`), choosing EC P-256 (default) or RSA 2048 keys and optionally the office's grant in
 the same session.
 
-Then it is crash-safe (docs/ARCHITECTURE.md, "db versus store"): each key and its CSR — with exactly the
+Then it is crash-safe (docs/METHODS.md): each key and its CSR — with exactly the
 subject KSeF dictates (``/certificates/enrollments/data``) — is written to ``enrollments`` before the request
 is sent, the moment of sending before it goes out, and every answer as it comes back. Any step interrupted by
 a kill, a lost connection, a 5xx or a 429 is taken up again by the next :func:`poll_enrollments` (the next
