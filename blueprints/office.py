@@ -30,6 +30,7 @@ from blueprints.ksef_access import close_ksef_clients
 from blueprints.ksef_access import ksef_client
 from klucznik import certs
 from klucznik import xades
+from klucznik.authorize import links
 from klucznik.authorize import office as office_identity
 from klucznik.authorize import office_enroll
 from klucznik.errors import FieldErrors
@@ -56,6 +57,7 @@ def _context(**extra: Any) -> dict[str, Any]:
         "office_credentials": office.office_credentials(db),
         "current_credential": office.office_credential(db, environment=profile.ksef_environment),
         "enroll_attempt": office_enroll.current_attempt(db, profile.ksef_environment),
+        "link_settings": links.get_settings(db),
         "lang_code": lang(),
         **extra,
     }
