@@ -16,6 +16,9 @@ BLUEPRINTS = [
     "blueprints.links",
     "blueprints.certificates",
     "blueprints.wizard",
+    "blueprints.status",
+    "blueprints.ksef_warnings",
+    "blueprints.mail",
 ]
 
 

@@ -60,7 +60,7 @@ def _signer_warning() -> dict[str, Any]:
 def _throttle() -> LoginThrottle:
     ext = current_app.extensions
     if "klucznik.link_throttle" not in ext:
-        ext["klucznik.link_throttle"] = LoginThrottle(REQUESTS_PER_MINUTE, 60.0)
+        ext["klucznik.link_throttle"] = LoginThrottle(REQUESTS_PER_MINUTE, 60.0, per_address=2 * REQUESTS_PER_MINUTE)
     return ext["klucznik.link_throttle"]
 
 

@@ -10,6 +10,7 @@ another environment is never used (:class:`~klucznik.records.office.EnvironmentM
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -210,6 +211,24 @@ def office_login(
         certificate_serial=credential.serial,
         authentication_method=login.authentication_method,
     )
+
+
+def login_in_context(
+    db_source: Callable[[], Database], *, clock: Callable[[], datetime], poll_interval: float = POLL_INTERVAL
+) -> Callable[[KsefClient, str], None]:
+    """The office's login in a client's context, as the status checks of method-1 clients call it.
+
+    ``login(ksef, client_nip)`` reads the office's certificate through a fresh connection from ``db_source``
+    (only read, no transaction held) and logs ``ksef`` in as the office in the context of ``client_nip``; the
+    caller queries the grants and ends the session. Raises what :func:`office_login` raises (a
+    :class:`~klucznik.errors.PortalError` in words when the office has no certificate for the environment).
+    """
+
+    def login(ksef: KsefClient, client_nip: str) -> None:
+        with db_source() as db:
+            office_login(db, ksef=ksef, context_nip=client_nip, at=clock(), poll_interval=poll_interval)
+
+    return login
 
 
 def end_session(session: OfficeSession) -> bool:

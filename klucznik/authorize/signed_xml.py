@@ -53,8 +53,23 @@ def issue_request(
     try:
         challenge = ksef.challenge()
     except KsefError as exc:
-        with store.write() as db:
+        with store.write() as db:  # every KSeF operation is in the audit log, failed ones too (README)
             record_ksef(db, client_id=client_id, at=at, operation="auth.challenge", ok=False, error=exc)
+            audit.record(
+                db,
+                actor=actor,
+                action="ksef.auth.challenge_failed",
+                object_type="client",
+                object_id=client_id,
+                details={
+                    "method": method,
+                    "http_status": exc.http_status,
+                    "codes": list(exc.codes),
+                    "message": exc.text.pl,
+                },
+                ip=ip,
+                at=at,
+            )
         raise
     unsigned = xades.build_auth_token_request(challenge=challenge.challenge, nip=client.nip)
     expires_at = challenge.timestamp + CHALLENGE_LIFETIME

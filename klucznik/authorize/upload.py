@@ -24,10 +24,11 @@ from klucznik.text import Text
 
 def save_uploaded_set(
     db: Database, *, client_id: int, result: SetCheck, actor: str | None, ip: str | None, at: datetime
-) -> tuple[int, int]:
-    """Store both checked pairs for a client, inside ``store.write()``; returns the new credential ids.
+) -> tuple[int, ...]:
+    """Store the checked pairs for a client, inside ``store.write()``; returns the new credential ids.
 
-    The client's active credentials become ``superseded`` (never deleted), its auth method becomes
+    The pairs given (both, or one when the other was left for later: ``result.absent``) are stored; the
+    client's active credentials of those slots become ``superseded`` (never deleted), its auth method becomes
     ``user_certs`` and an audit record ``credentials.upload`` is written, all in the caller's
     transaction, so either everything is stored or nothing.
     """
@@ -38,10 +39,11 @@ def save_uploaded_set(
         )
     clients.get_client(db, client_id)
     environment = office.get_office(db).ksef_environment
-    superseded = credentials.supersede_active(db, client_id, at=at)
+    superseded = credentials.supersede_active(db, client_id, at=at, slots=result.given)
     ids = tuple(
         _store_pair(db, client_id=client_id, pair=result.pair(slot), actor=actor, at=at, environment=environment)
         for slot in certs.SLOTS
+        if slot in result.given
     )
     clients.set_auth_method(db, client_id, "user_certs", at=at)
     audit.record(
@@ -51,8 +53,11 @@ def save_uploaded_set(
         object_type="client",
         object_id=client_id,
         details={
-            "online_serial": result.online.certificate.serial,
-            "offline_serial": result.offline.certificate.serial,
+            **{
+                f"{slot}_serial": result.pair(slot).certificate.serial
+                for slot in result.given
+                if result.pair(slot).certificate is not None
+            },
             "superseded": superseded,
             "ksef_environment": environment,
         },

@@ -278,6 +278,93 @@ def m005b_methods_enrollment(db: Database) -> None:
 
 
 @migrations()
+def m007_flows_old_nip(db: Database) -> None:
+    """A client's NIP changed after it was connected: its authorization stays as history of the old NIP.
+
+    ``old_nip`` is set on the credentials, KSeF tokens and login attempts that belonged to the client
+    under its previous NIP; such rows are never used again (their status is no longer active).
+    """
+    for table in ("credentials", "ksef_tokens", "auth_requests"):
+        db.execute(f"ALTER TABLE {table} ADD COLUMN old_nip TEXT")
+
+
+@migrations()
+def m006_status_checks(db: Database) -> None:
+    """The status page: live checks of stored credentials, each client's latest outcome, check-all jobs.
+
+    ``status_checks`` keeps every check (append-only history, what the page's "last check" and the
+    per-certificate KSeF statuses come from); ``status_latest`` holds each client's newest check so the
+    page filters thousands of clients without scanning the history; ``status_jobs`` is a "check all"
+    run (its progress survives a restart: ``state`` running → resumed or marked interrupted).
+    """
+    db.execute(
+        """CREATE TABLE status_jobs (
+            id INTEGER PRIMARY KEY,
+            state TEXT NOT NULL CHECK (state IN ('running', 'done', 'cancelled', 'interrupted')),
+            client_ids TEXT NOT NULL DEFAULT '[]',
+            total INTEGER NOT NULL DEFAULT 0,
+            done INTEGER NOT NULL DEFAULT 0,
+            failed INTEGER NOT NULL DEFAULT 0,
+            cancel_requested INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            created_by TEXT,
+            updated_at TEXT NOT NULL,
+            finished_at TEXT
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE status_checks (
+            id INTEGER PRIMARY KEY,
+            client_id INTEGER NOT NULL REFERENCES clients (id),
+            job_id INTEGER REFERENCES status_jobs (id),
+            at TEXT NOT NULL,
+            ok INTEGER NOT NULL,
+            method TEXT,
+            grant_state TEXT,
+            certificates TEXT NOT NULL DEFAULT '{}',
+            limits TEXT,
+            error_code TEXT,
+            http_status INTEGER,
+            ksef_code INTEGER,
+            ksef_text TEXT NOT NULL DEFAULT '',
+            message_pl TEXT NOT NULL DEFAULT '',
+            message_en TEXT NOT NULL DEFAULT ''
+        )"""
+    )
+    db.execute("CREATE INDEX status_checks_client ON status_checks (client_id, id)")
+    db.execute("CREATE INDEX status_checks_job ON status_checks (job_id, client_id)")
+    db.execute(
+        """CREATE TABLE status_latest (
+            client_id INTEGER PRIMARY KEY REFERENCES clients (id),
+            check_id INTEGER NOT NULL REFERENCES status_checks (id),
+            at TEXT NOT NULL,
+            ok INTEGER NOT NULL,
+            grant_state TEXT
+        )"""
+    )
+    db.execute("CREATE INDEX status_latest_ok ON status_latest (ok)")
+    db.execute("CREATE INDEX credentials_active_expiry ON credentials (status, not_after, client_id)")
+
+
+@migrations()
+def m006b_status_reminders(db: Database) -> None:
+    """E-mail reminders of expiring items: one row per item and threshold (30, 14, 7, 1 days) once sent, so
+    ``klucznik remind`` never sends the same reminder twice. The SMTP settings live in ``settings``."""
+    db.execute(
+        """CREATE TABLE status_reminders (
+            id INTEGER PRIMARY KEY,
+            client_id INTEGER NOT NULL REFERENCES clients (id),
+            kind TEXT NOT NULL,
+            serial TEXT NOT NULL,
+            threshold INTEGER NOT NULL,
+            valid_to TEXT NOT NULL,
+            sent_at TEXT NOT NULL,
+            UNIQUE (client_id, kind, serial, threshold)
+        )"""
+    )
+
+
+@migrations()
 def m005c_signing_links(db: Database) -> None:
     """One-time signing links: a client without an account signs the login file on the portal's public page.
 

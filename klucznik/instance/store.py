@@ -54,6 +54,9 @@ from klucznik.instance.database import integrity_report
 from klucznik.instance.database import open_database
 from klucznik.instance.database import rekey
 from klucznik.instance.files import fsync_dir
+from klucznik.instance.files import private_dir
+from klucznik.instance.files import private_file
+from klucznik.instance.files import write_atomic
 from klucznik.instance.keyring import DEFAULT_KDF
 from klucznik.instance.keyring import KdfParams
 from klucznik.instance.keyring import Keyring
@@ -198,8 +201,8 @@ class Store:
                 raise ValidationError(
                     Text("Portal jest już skonfigurowany.", "The portal is already set up.")
                 )
-            self.path.mkdir(parents=True, exist_ok=True)
-            self.snapshot_path.mkdir(exist_ok=True)
+            private_dir(self.path)
+            private_dir(self.snapshot_path)
             dmk = secrets.token_bytes(32)
             ring, code = Keyring.create(self.keyring_path, dmk)
             ring.add_user(username, password, dmk, self.kdf)
@@ -423,7 +426,7 @@ class Store:
                 p for p in (Path(f"{self.db_path}{sfx}") for sfx in ("", "-wal", "-shm")) if p.exists()
             ]
         if to_move:
-            aside.mkdir()
+            aside.mkdir(mode=0o700)
             for src in to_move:
                 os.replace(src, aside / src.name)
             fsync_dir(self.snapshot_path)
@@ -519,6 +522,7 @@ class Store:
 
     def _vacuum_copy(self, db: Database, target: Path) -> Database:
         """``VACUUM INTO target``: a consistent encrypted copy of ``db``, made durable and opened for reading."""
+        private_file(target)  # empty, mode 0600: VACUUM INTO fills it
         db.execute("VACUUM INTO ?", [str(target)])
         with open(target, "rb+") as fh:
             os.fsync(fh.fileno())
@@ -526,7 +530,7 @@ class Store:
 
     def _snapshot(self, db: Database) -> Path:
         """Write a complete, checked snapshot of ``db`` under its generation's name."""
-        self.snapshot_path.mkdir(exist_ok=True)
+        private_dir(self.snapshot_path)
         tmp = self.snapshot_path / f".tmp-{secrets.token_hex(6)}.db"
         try:
             with self._vacuum_copy(db, tmp) as snap:
@@ -605,7 +609,7 @@ class Store:
                 )
             )
         self._require_dmk()
-        dest.mkdir(parents=True, exist_ok=True)
+        private_dir(dest)
         tmp = dest / f".{DB_NAME}.tmp"
         with self._lock:
             ring_bytes = self.keyring_path.read_bytes()
@@ -623,7 +627,7 @@ class Store:
                 )
             )
         os.replace(tmp, dest / DB_NAME)
-        (dest / KEYRING_NAME).write_bytes(ring_bytes)
+        write_atomic(dest / KEYRING_NAME, ring_bytes)
         fsync_dir(dest)
         return {"ok": True, "path": str(dest), "generation": gen, **report}
 

@@ -51,6 +51,11 @@ def environment_mismatch(*, stored: str, current: str, what: Text) -> Environmen
     )
 
 
+#: Longest office name and sandbox address accepted (the same limit as a client's name).
+MAX_NAME = 300
+MAX_URL = 500
+
+
 @dataclass(frozen=True)
 class OfficeProfile:
     """The settings of the office."""
@@ -90,6 +95,14 @@ def validate(*, name: str, nip: str, ksef_environment: str, sandbox_url: str = "
     name = " ".join((name or "").split())
     if not name:
         errors["name"] = ValidationError(Text("Wpisz nazwę biura.", "Enter the office's name."), field="name")
+    elif len(name) > MAX_NAME:
+        errors["name"] = ValidationError(
+            Text(
+                f"Nazwa biura może mieć najwyżej {MAX_NAME} znaków (wpisano {len(name)}).",
+                f"The office's name can have at most {MAX_NAME} characters ({len(name)} entered).",
+            ),
+            field="name",
+        )
     try:
         nip = ids.normalize_nip(nip)
     except ValidationError as exc:
@@ -100,7 +113,15 @@ def validate(*, name: str, nip: str, ksef_environment: str, sandbox_url: str = "
             field="ksef_environment",
         )
     sandbox_url = (sandbox_url or "").strip().rstrip("/")
-    if ksef_environment == "sandbox":
+    if len(sandbox_url) > MAX_URL:
+        errors["sandbox_url"] = ValidationError(
+            Text(
+                f"Adres piaskownicy może mieć najwyżej {MAX_URL} znaków.",
+                f"The sandbox address can have at most {MAX_URL} characters.",
+            ),
+            field="sandbox_url",
+        )
+    elif ksef_environment == "sandbox":
         parts = urlsplit(sandbox_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             errors["sandbox_url"] = ValidationError(

@@ -124,7 +124,7 @@ def test_the_office_wizard_warns_about_another_signer_too(portal, client_company
     web, _, _ = portal
     base = f"/clients/{client_company.id}/wizard"
     response = web.post(f"{base}/grant/new")
-    attempt_id = int(re.search(r"/attempts/(\d+)$", response.headers["Location"]).group(1))
+    attempt_id = int(re.search(r"/attempts/(\d+)", response.headers["Location"]).group(1))
     unsigned = web.get(f"{base}/attempts/{attempt_id}/AuthTokenRequest.xml").get_data()
     certificate, key = ca.qualified_identity(nip="7792433527")
     signed = signer.sign(unsigned, certificate=certificate, private_key=key, style="enveloped")

@@ -63,7 +63,7 @@ def wiz(app, web, store, client_company, sandbox_server, sandbox_office):
             assert self.web.get(f"{self.base}/{slug}").status_code == 200  # the page with the button
             response = self.web.post(f"{self.base}/{slug}/new")
             assert response.status_code == 303, response.get_data(as_text=True)
-            request_id = int(re.search(r"/attempts/(\d+)$", response.headers["Location"]).group(1))
+            request_id = int(re.search(r"/attempts/(\d+)\?download=1$", response.headers["Location"]).group(1))
             with self.store.connect() as db:
                 return get_request(db, request_id)
 
@@ -73,7 +73,9 @@ def wiz(app, web, store, client_company, sandbox_server, sandbox_office):
         def download(self, attempt: AuthRequest) -> bytes:
             response = self.web.get(self.url(attempt, "AuthTokenRequest.xml"))
             assert response.status_code == 200
-            assert response.headers["Content-Disposition"] == "attachment; filename=AuthTokenRequest.xml"
+            day = attempt.created_at.astimezone(ZoneInfo("Europe/Warsaw")).strftime("%Y-%m-%d")
+            expected = f"attachment; filename=AuthTokenRequest-{self.company.nip}-{day}.xml"
+            assert response.headers["Content-Disposition"] == expected
             assert response.mimetype == "application/xml"
             return response.get_data()
 
