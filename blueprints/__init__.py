@@ -13,6 +13,7 @@ BLUEPRINTS = [
     "blueprints.admin",
     "blueprints.office",
     "blueprints.methods",
+    "blueprints.links",
     "blueprints.certificates",
     "blueprints.wizard",
     "blueprints.status",

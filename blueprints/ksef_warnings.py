@@ -1,6 +1,7 @@
 """KSeF's technical warnings (``X-System-Warning``) on the pages that talk to KSeF: logged once, shown.
 
-The KSeF clients a request opened (``g.wizard_ksef_clients``, ``g.ksef_clients``) collect the warnings of
+The KSeF clients a request opened (``g.wizard_ksef_clients``, and ``g.ksef_access_clients`` of
+:mod:`blueprints.ksef_access`: the grant check, the office's connection check) collect the warnings of
 their answers (:mod:`klucznik.ksef.warnings`). The page template asks ``ksef_warnings(client_id, since)``
 for the notices to show: the client's recorded warnings from ``since`` on and those this request has just
 received. After the request every new warning is written to ``ksef_operations`` (one row each, operation
@@ -29,10 +30,14 @@ bp = Blueprint("ksef_warnings", __name__)
 log = logging.getLogger("klucznik.ksef")
 
 
+def _clients() -> tuple:
+    return (*g.get("wizard_ksef_clients", ()), *g.get("ksef_access_clients", ()))
+
+
 def _pending() -> list[SystemWarning]:
     """Warnings this request's KSeF clients received and nobody recorded yet."""
     pending = g.setdefault("ksef_warnings_pending", [])
-    for client in (*g.get("wizard_ksef_clients", ()), *g.get("ksef_clients", ())):
+    for client in _clients():
         pending.extend(client.take_warnings())
     return pending
 
@@ -66,7 +71,7 @@ def _helpers() -> dict[str, Any]:
 @bp.after_app_request
 def _record(response):
     """Write the request's new warnings to the KSeF log (one write for all of them)."""
-    if not g.get("wizard_ksef_clients") and not g.get("ksef_clients"):
+    if not _clients():
         return response
     pending = _pending()
     if pending:

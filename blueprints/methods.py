@@ -6,9 +6,11 @@ grant's status as an htmx partial.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from flask import Blueprint
+from flask import current_app
 from flask import g
 from flask import request
 from flask import url_for
@@ -27,6 +29,7 @@ from blueprints.ksef_access import close_ksef_clients
 from blueprints.ksef_access import ksef_client
 from klucznik.authorize import enroll
 from klucznik.authorize import grant_check
+from klucznik.authorize.session import ksef_client_for
 from klucznik.errors import PortalError
 from klucznik.records import clients
 from klucznik.records import enrollments
@@ -34,6 +37,44 @@ from klucznik.records import office
 
 bp = Blueprint("methods", __name__)
 bp.teardown_request(close_ksef_clients)
+
+#: ``app.extensions`` key of the thread that took up interrupted attempts after the start (tests join it).
+RESUME_THREAD = "klucznik.resume_thread"
+_resume_lock = threading.Lock()
+
+
+@bp.before_app_request
+def _resume_after_start() -> None:
+    """Once per process, as soon as the instance is unsealed: take up attempts a stop interrupted (a thread)."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if RESUME_THREAD in app.extensions or get_store().is_sealed:
+        return
+    with _resume_lock:
+        if RESUME_THREAD in app.extensions:
+            return
+        app.extensions[RESUME_THREAD] = None
+        _start_resume(app)
+
+
+def _start_resume(app: Any) -> None:
+    """Start the thread that advances every interrupted attempt once (when there is any)."""
+    store = get_store()
+    with store.connect() as db:
+        if not enrollments.unfinished_requests(db):
+            return
+    options = {"timeout": (5.0, 30.0), **app.config.get("KSEF_CLIENT_OPTIONS", {})}
+    at = now()
+
+    def ksef_for():
+        with store.connect() as db:
+            return ksef_client_for(db, **options)
+
+    thread = threading.Thread(
+        target=enroll.resume_unfinished, kwargs={"ksef_for": ksef_for, "actor": "system", "at": at},
+        args=(store,), name="klucznik-resume", daemon=True,
+    )
+    app.extensions[RESUME_THREAD] = thread
+    thread.start()
 
 
 def _grant_context(client_id: int, **extra: Any) -> dict[str, Any]:

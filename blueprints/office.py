@@ -11,6 +11,7 @@ from typing import Any
 
 from flask import Blueprint
 from flask import abort
+from flask import current_app
 from flask import g
 from flask import request
 from flask_babel import gettext as _
@@ -28,7 +29,10 @@ from blueprints.htmx import render_page
 from blueprints.ksef_access import close_ksef_clients
 from blueprints.ksef_access import ksef_client
 from klucznik import certs
+from klucznik import xades
+from klucznik.authorize import links
 from klucznik.authorize import office as office_identity
+from klucznik.authorize import office_enroll
 from klucznik.errors import FieldErrors
 from klucznik.errors import PortalError
 from klucznik.records import office
@@ -52,6 +56,8 @@ def _context(**extra: Any) -> dict[str, Any]:
         "environment_name": office.environment_name,
         "office_credentials": office.office_credentials(db),
         "current_credential": office.office_credential(db, environment=profile.ksef_environment),
+        "enroll_attempt": office_enroll.current_attempt(db, profile.ksef_environment),
+        "link_settings": links.get_settings(db),
         "lang_code": lang(),
         **extra,
     }
@@ -125,6 +131,57 @@ def check() -> Any:
                             "ksef_environment": profile.ksef_environment, "sandbox_url": profile.sandbox_url})
     return render_page("office/index.html", 200 if check_result["ok"] else 422,
                        **_context(form=form, errors={}, check_result=check_result))
+
+
+@bp.route("/office/enroll", methods=["POST"])
+@admin_required
+def enroll_new() -> Any:
+    """A fresh file for the office's own NIP, to sign with the office's qualified seal."""
+    error = None
+    try:
+        office_enroll.issue(get_store(), ksef=ksef_client(), actor=g.user.username, ip=client_ip(), at=now())
+    except PortalError as exc:
+        error = message(exc)
+    return _page(422 if error else 200, enroll_error=error)
+
+
+@bp.route("/office/enroll/AuthTokenRequest.xml")
+@admin_required
+def enroll_download() -> Any:
+    """The unsigned file of the office's attempt, byte for byte, as an attachment."""
+    db = get_db()
+    attempt = office_enroll.current_attempt(db, office.get_office(db).ksef_environment)
+    if not attempt or "unsigned_xml" not in attempt:
+        abort(404)
+    response = current_app.response_class(attempt["unsigned_xml"].encode(), mimetype="application/xml")
+    response.headers["Content-Disposition"] = f"attachment; filename=AuthTokenRequest-{attempt['nip']}.xml"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.route("/office/enroll/upload", methods=["POST"])
+@admin_required
+def enroll_upload() -> Any:
+    """Check the signed file; when it passes, obtain and store the office's Authentication certificate."""
+    uploaded = request.files.get("signed")
+    data = uploaded.read(xades.MAX_BYTES + 1) if uploaded else b""
+    if not data:
+        return _page(422, enroll_error=_("Choose the signed file first."))
+    try:
+        result = office_enroll.upload_and_enroll(get_store(), data=data, ksef=ksef_client(), actor=g.user.username,
+                                                 ip=client_ip(), at=now())
+    except PortalError as exc:
+        return _page(422, enroll_error=message(exc))
+    if not result.ok:
+        return _page(422, enroll_result=result)
+    return _page(200, enroll_done=True)
+
+
+def _page(status: int, **extra: Any) -> Any:
+    profile = office.get_office(get_db())
+    form = OfficeForm(data={"name": profile.name, "nip": profile.nip_formatted,
+                            "ksef_environment": profile.ksef_environment, "sandbox_url": profile.sandbox_url})
+    return render_page("office/index.html", status, **_context(form=form, errors={}, **extra))
 
 
 def _read_file(name: str) -> bytes | None:

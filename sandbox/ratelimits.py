@@ -121,13 +121,16 @@ class RateLimiter:
         self.accepted = 0
         self.refused = 0
 
-    def groups(self) -> dict[str, Limit]:
-        """The limit of every group now (official values with the overrides applied)."""
+    def official(self) -> dict[str, Limit]:
+        """The limit of every group as the document sets it."""
         out: dict[str, Limit] = {}
         for operation in self.table.values():
             out.setdefault(operation.group, operation.limit)
-        out.update(self.overrides)
         return out
+
+    def groups(self) -> dict[str, Limit]:
+        """The limit of every group now (official values with the overrides applied)."""
+        return {**self.official(), **self.overrides}
 
     def limit_for(self, endpoint: str) -> tuple[str, Limit] | None:
         """(group, limit) of ``endpoint``; ``None`` when the document sets no limit for it."""
@@ -153,8 +156,8 @@ class RateLimiter:
                 self.overrides.clear()
                 self._hits.clear()
                 self._blocked.clear()
-            if scale is not None:
-                for group, limit in self.groups().items():
+            if scale is not None:  # of the official values, however often it is set
+                for group, limit in self.official().items():
                     self.overrides[group] = scaled(limit, scale)
             if groups:
                 self.overrides.update(groups)

@@ -6,7 +6,7 @@ signer is a person, whose certificates would identify that person); nothing is r
 confirms (:func:`confirm`), choosing EC P-256 (default) or RSA 2048 keys and optionally the office's grant in
 the same session.
 
-Then it is crash-safe (docs/ARCHITECTURE.md, "db versus store"): each key and its CSR — with exactly the
+Then it is crash-safe (docs/METHODS.md): each key and its CSR — with exactly the
 subject KSeF dictates (``/certificates/enrollments/data``) — is written to ``enrollments`` before the request
 is sent, the moment of sending before it goes out, and every answer as it comes back. Any step interrupted by
 a kill, a lost connection, a 5xx or a 429 is taken up again by the next :func:`poll_enrollments` (the next
@@ -19,6 +19,7 @@ certificate is proven by logging in with it, and the client's session is ended.
 from __future__ import annotations
 
 import secrets
+import time
 from datetime import datetime
 from datetime import timedelta
 from typing import Any
@@ -241,7 +242,8 @@ def start_enrollments(
 def _send(store: Store, request: AuthRequest, row: enrollments.Enrollment, *, ksef: KsefClient, at: datetime) -> None:
     """Send one prepared request: the moment is stored first, the reference as soon as it comes back."""
     with store.write() as db:
-        enrollments.update(db, row.id, at=at, status="sent", sent_at=at)
+        if not enrollments.claim_for_sending(db, row.id, at=at):
+            return  # another tab or the resumption after a restart is sending it
     accepted = ksef.enroll(name=row.certificate_name, certificate_type=row.certificate_type, csr_der=row.csr)
     with store.write() as db:
         enrollments.update(db, row.id, at=at, status="accepted", reference_number=accepted.reference_number)
@@ -439,11 +441,21 @@ def _finish(
     return request
 
 
-def resume_unfinished(store: Store, *, ksef_for: Any, actor: str, at: datetime) -> list[int]:
-    """After a restart: take up every enrollment that was interrupted; returns the attempts touched.
+def resume_unfinished(
+    store: Store,
+    *,
+    ksef_for: Any,
+    actor: str,
+    at: datetime,
+    rounds: int = 30,
+    pause: float = 1.0,
+    sleep: Any = time.sleep,
+) -> list[int]:
+    """After a restart: take up every attempt that was interrupted past its login; returns those touched.
 
-    ``ksef_for()`` gives a KSeF client for the office's environment. A failure of one attempt (KSeF still
-    unreachable) leaves it for the next visit of its page.
+    ``ksef_for()`` gives a KSeF client for the office's environment. Each attempt gets up to ``rounds`` rounds
+    ``pause`` seconds apart, until it is final or waits for the user; what is still unfinished then (KSeF
+    unreachable) is left for the next visit of its page.
     """
     from klucznik.authorize.flow import advance
 
@@ -452,9 +464,15 @@ def resume_unfinished(store: Store, *, ksef_for: Any, actor: str, at: datetime) 
     for request_id in pending:
         ksef = ksef_for()
         try:
-            advance(store, request_id=request_id, ksef=ksef, actor=actor, at=at)
-        except PortalError:
-            continue
+            for i in range(rounds):
+                try:
+                    progress = advance(store, request_id=request_id, ksef=ksef, actor=actor,
+                                       at=at + timedelta(seconds=pause * i))
+                except PortalError:
+                    break
+                if progress.done or progress.request.awaiting_user:
+                    break
+                sleep(pause)
         finally:
             ksef.close()
     return pending

@@ -362,3 +362,26 @@ def m006b_status_reminders(db: Database) -> None:
             UNIQUE (client_id, kind, serial, threshold)
         )"""
     )
+
+
+@migrations()
+def m005c_signing_links(db: Database) -> None:
+    """One-time signing links: a client without an account signs the login file on the portal's public page.
+
+    Only a SHA-256 of the link's secret is stored; a link lives 7 days or until one successful use.
+    """
+    db.execute(
+        """CREATE TABLE signing_links (
+            id INTEGER PRIMARY KEY,
+            client_id INTEGER NOT NULL REFERENCES clients (id),
+            method TEXT NOT NULL,
+            token_hash TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            created_by TEXT,
+            expires_at TEXT NOT NULL,
+            auth_request_id INTEGER REFERENCES auth_requests (id),
+            used_at TEXT,
+            revoked_at TEXT
+        )"""
+    )
+    db.execute("CREATE INDEX signing_links_client ON signing_links (client_id, id)")

@@ -122,11 +122,21 @@ def update(db: Database, enrollment_id: int, *, at: datetime, **values: Any) -> 
     db["enrollments"].update(enrollment_id, values)
 
 
+def claim_for_sending(db: Database, enrollment_id: int, *, at: datetime) -> bool:
+    """``prepared`` → ``sent`` (with ``sent_at``) only if still prepared: one process sends a request, never two."""
+    return bool(
+        db.execute(
+            "UPDATE enrollments SET status = 'sent', sent_at = ?, updated_at = ? WHERE id = ? AND status = 'prepared'",
+            [clock.iso(at), clock.iso(at), enrollment_id],
+        ).rowcount
+    )
+
+
 def unfinished_requests(db: Database) -> list[int]:
-    """Login attempts whose enrollments have not finished (to resume them after a restart)."""
+    """Login attempts past the login whose work has not finished (to resume them after a restart)."""
     return [
         r[0]
         for r in db.execute(
-            "SELECT id FROM auth_requests WHERE method = 'portal_certs' AND status = 'enrolling' ORDER BY id"
+            "SELECT id FROM auth_requests WHERE status IN ('authenticated', 'granting', 'enrolling') ORDER BY id"
         ).fetchall()
     ]

@@ -99,7 +99,12 @@ def remaining_clients(db: Database, job_id: int) -> list[int]:
 class CheckRunner:
     """Live checks of many clients with at most ``concurrency`` at once, stored every ``batch_size`` outcomes
     or ``flush_seconds`` (one write each). A 429 pauses every worker for its ``Retry-After`` and the client is
-    checked again (at most ``rate_limit_retries`` times)."""
+    checked again (at most ``rate_limit_retries`` times).
+
+    ``starts_per_second`` paces the logins so that 429s are rare rather than merely survived: KSeF counts its
+    public ``/auth`` operations per IP address (60/s each, docs/KSEF.md), and a login polls its status about
+    twice, so 28 logins a second (56 polls) stay under the limit (``None``: no pacing).
+    """
 
     def __init__(
         self,
@@ -114,8 +119,11 @@ class CheckRunner:
         rate_limit_retries: int = 3,
         sleep: Callable[[float], None] = time.sleep,
         poll_interval: float = 1.0,
+        starts_per_second: float | None = 28.0,
     ) -> None:
         self.store = store
+        self.starts_per_second = starts_per_second
+        self._next_start = 0.0
         self.ksef_factory = ksef_factory
         self.office_login = office_login
         self.clock = clock
@@ -138,11 +146,22 @@ class CheckRunner:
                 return
             self.sleep(left)
 
+    def _pace_start(self) -> None:
+        if not self.starts_per_second:
+            return
+        with self._pause_lock:
+            start = max(time.monotonic(), self._next_start)
+            self._next_start = start + 1.0 / self.starts_per_second
+        wait = start - time.monotonic()
+        if wait > 0:
+            self.sleep(wait)
+
     def check_one(self, client_id: int) -> CheckOutcome:
         """One client, retried after a 429 (every worker waits out its ``Retry-After`` first)."""
         attempt = 0
         while True:
             self._wait_for_pause()
+            self._pace_start()
             with self.ksef_factory() as ksef:
                 outcome = check_client(self.store.connect, client_id, ksef=ksef, at=self.clock(),
                                        office_login=self.office_login, poll_interval=self.poll_interval)

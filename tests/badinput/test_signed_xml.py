@@ -130,7 +130,7 @@ def attempt(app, web, store, client_company, sandbox_server, sandbox_office):  #
     web.get(f"{base}/grant")
     response = web.post(f"{base}/grant/new")
     assert response.status_code == 303, body(response)[:500]
-    request_id = int(re.search(r"/attempts/(\d+)(?:\?download=1)?$", response.headers["Location"]).group(1))
+    request_id = int(re.search(r"/attempts/(\d+)", response.headers["Location"]).group(1))
     with store.connect() as db:
         unsigned = get_request(db, request_id).unsigned_xml
     return web, f"{base}/attempts/{request_id}/upload", unsigned, request_id

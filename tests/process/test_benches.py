@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: bench script → arguments for a run of a few seconds.
 SMOKE = {
     "bench_certificates.py": ["--rounds", "2"],
+    "bench_check_all.py": ["5", "2"],
     "bench_clients_page.py": ["2"],
     "bench_ksef_client.py": ["2"],
     "bench_login.py": ["2"],

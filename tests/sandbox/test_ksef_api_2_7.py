@@ -19,6 +19,7 @@ from klucznik.ksef.errors import error_from_response
 from klucznik.ksef.models import AuthStatus
 from klucznik.ksef.warnings import parse
 from sandbox import signer
+from tests.sandbox.test_office_identity import office_page  # noqa: F401 - the office page fixture
 from tests.sandbox.test_wizard_pages import sign
 from tests.sandbox.test_wizard_pages import text
 from tests.sandbox.test_wizard_pages import wiz  # noqa: F401 - the wizard fixture
@@ -194,3 +195,18 @@ def test_a_certificate_shortened_in_the_sandbox_expires(sandbox_server):
     with pytest.raises(KsefError) as caught:
         fresh.authenticate(signed, interval=0.0)
     assert caught.value.codes == (460,)
+
+
+def test_a_warning_met_by_the_office_connection_check_is_logged(
+    office_page,  # noqa: F811 - the imported fixture
+    store,
+    sandbox_server,
+    office_identity_stored,
+):
+    sandbox_server.warn("POST /auth/xades-signature", SIG_001)
+    assert office_page.post("/office/check", htmx=True).status_code == 200
+    with store.connect() as db:
+        rows = db.execute(
+            "SELECT client_id, details FROM ksef_operations WHERE operation = 'system_warning'"
+        ).fetchall()
+    assert [(c, json.loads(d)["code"]) for c, d in rows] == [(None, "sig-001")]

@@ -193,3 +193,39 @@ def test_office_page_changing_the_environment_asks_first(office_page, store, off
         assert office.get_office(db).ksef_environment == "prod"
         audit = db.execute("SELECT details FROM audit_log WHERE action = 'office.update' ORDER BY id DESC").fetchone()
     assert '"previous_environment": "sandbox"' in audit[0]
+
+
+def test_office_obtains_its_certificate_with_a_signed_file(office_page, store, sandbox_server):
+    from sandbox import ca
+    from sandbox import signer
+
+    prepared = office_page.post("/office/enroll")
+    assert prepared.status_code == 200 and 'href="/office/enroll/AuthTokenRequest.xml"' in prepared.get_data(as_text=True)
+    download = office_page.get("/office/enroll/AuthTokenRequest.xml")
+    assert download.status_code == 200
+    assert download.headers["Content-Disposition"] == f"attachment; filename=AuthTokenRequest-{OFFICE_NIP}.xml"
+    unsigned = download.get_data()
+    assert f"<Nip>{OFFICE_NIP}</Nip>".encode() in unsigned
+
+    other_certificate, other_key = ca.qualified_identity(nip="7792433527")
+    wrong = signer.sign(unsigned.replace(OFFICE_NIP.encode(), b"7792433527"), certificate=other_certificate,
+                        private_key=other_key, style="enveloped")
+    refused = office_page.post("/office/enroll/upload", files={"signed": (wrong, "a.xml")})
+    assert refused.status_code == 422
+    with store.connect() as db:
+        assert office.office_credentials(db) == []
+
+    certificate, key = ca.qualified_identity(nip=OFFICE_NIP)
+    signed = signer.sign(unsigned, certificate=certificate, private_key=key, style="enveloped")
+    done = office_page.post("/office/enroll/upload", files={"signed": (signed, "AuthTokenRequest.xml")})
+    assert done.status_code == 200, _text(done)
+    assert 'data-enroll="done"' in done.get_data(as_text=True)
+    with store.connect() as db:
+        credential = office.office_credential(db, environment="sandbox")
+        state = db.execute("SELECT value FROM settings WHERE key = 'office.enrollment.sandbox'").fetchone()[0]
+    assert credential is not None and credential.origin == "generated"
+    assert "PRIVATE KEY" not in state  # the key lives with the certificate only
+    issued = sandbox_server.state.certificates[credential.serial]
+    assert issued.certificate_type == "Authentication" and issued.subject.value == OFFICE_NIP
+    checked = office_page.post("/office/check", htmx=True)
+    assert checked.status_code == 200 and "Połączenie działa" in _text(checked)

@@ -153,6 +153,8 @@ def test_the_control_route(sandbox_server):
     assert answer["groups"]["onlineSession"] == {"perSecond": 10, "perMinute": 30, "perHour": 120}
     scaled = requests.post(f"{root}/_sandbox/rate-limits", json={"reset": True, "scale": 10}, timeout=5)
     assert scaled.json()["groups"]["other"] == {"perSecond": 100, "perMinute": 300, "perHour": 1200}
+    again = requests.post(f"{root}/_sandbox/rate-limits", json={"scale": 10}, timeout=5)
+    assert again.json()["groups"]["other"] == {"perSecond": 100, "perMinute": 300, "perHour": 1200}
     bad = requests.post(f"{root}/_sandbox/rate-limits", json={"groups": {"other": 5}}, timeout=5)
     assert bad.status_code == 400
     assert requests.get(f"{root}/_sandbox/rate-limits", timeout=5).json()["enabled"] is True
