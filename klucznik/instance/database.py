@@ -6,6 +6,7 @@ sees :class:`~klucznik.errors.InstanceDamaged` and the two error classes re-expo
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from klucznik.text import Text
 
 DatabaseError = sqlcipher3.dbapi2.DatabaseError
 IntegrityError = sqlcipher3.dbapi2.IntegrityError
+
+WAL_AUTOCHECKPOINT = 64
+"""Pages in SQLite's log before a commit checkpoints it into the main file (256 KiB)."""
 
 
 class Connection(Database):
@@ -51,6 +55,9 @@ def open_database(path: Path, dmk: bytes, *, readonly_checks: bool = False) -> D
         if not readonly_checks:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")
+            # A short SQLite log: checkpoints are cheap and instance/ stays small (docs/ARCHITECTURE.md).
+            conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
+            conn.execute(f"PRAGMA journal_size_limit = {WAL_AUTOCHECKPOINT * 4096}")
         conn.execute("PRAGMA busy_timeout = 10000")
         conn.execute("PRAGMA foreign_keys = ON")
     except DatabaseError:
@@ -66,10 +73,35 @@ def open_database(path: Path, dmk: bytes, *, readonly_checks: bool = False) -> D
     return Connection(conn)
 
 
-def integrity_report(db: Database) -> dict[str, object]:
-    """``integrity_check`` and ``cipher_integrity_check`` of ``db`` (the WAL is checkpointed first)."""
+def open_immutable(path: Path, dmk: bytes) -> Database:
+    """Open the file ``path`` that nobody writes (a snapshot) read-only, without creating -wal or -shm files."""
+    path = Path(path)
+    if not path.is_file():
+        raise InstanceDamaged(
+            Text(f"Brak pliku bazy danych {path.name}.", f"The database file {path.name} is missing.")
+        )
+    conn = sqlcipher3.connect(f"{path.resolve().as_uri()}?immutable=1", uri=True, check_same_thread=False)
     try:
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.execute(f"PRAGMA key = \"x'{dmk.hex()}'\"")
+        conn.execute("PRAGMA cipher_compatibility = 4")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except DatabaseError:
+        conn.close()
+        raise InstanceDamaged(
+            Text("Plik kopii nie otwiera się tym kluczem.", "The copy does not open with this key.")
+        ) from None
+    return Database(conn)
+
+
+def integrity_report(db: Database, *, checkpoint: bool = True) -> dict[str, object]:
+    """``integrity_check`` and ``cipher_integrity_check`` of ``db`` (the WAL is checkpointed first, if asked).
+
+    The live database of a running instance is checked without a checkpoint: only the store's writer may
+    restart SQLite's log (docs/ARCHITECTURE.md, "Storage").
+    """
+    try:
+        if checkpoint:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         integrity = [row[0] for row in db.execute("PRAGMA integrity_check").fetchall()]
         cipher = [row[0] for row in db.execute("PRAGMA cipher_integrity_check").fetchall()]
     except DatabaseError as exc:
@@ -94,6 +126,7 @@ def create_database(path: Path, dmk: bytes) -> None:
         conn.execute("PRAGMA journal_mode = WAL")
     finally:
         conn.close()
+    os.chmod(path, 0o600)
 
 
 def rekey(path: Path, old: bytes, new: bytes) -> None:
