@@ -14,10 +14,18 @@ import sqlcipher3
 from sqlite_utils import Database
 
 from klucznik.errors import InstanceDamaged
+from klucznik.errors import StorageError
 from klucznik.text import Text
 
 DatabaseError = sqlcipher3.dbapi2.DatabaseError
 IntegrityError = sqlcipher3.dbapi2.IntegrityError
+
+DISK_FULL = Text(
+    "Na dysku serwera zabrakło miejsca, więc tej zmiany nie zapisano trwale. Zwolnij miejsce na dysku i "
+    "spróbuj ponownie; wcześniej zapisane dane są bezpieczne.",
+    "The server's disk is full, so this change was not saved durably. Free some disk space and try "
+    "again; the data saved before is safe.",
+)
 
 WAL_AUTOCHECKPOINT = 64
 """Pages in SQLite's log before a commit checkpoints it into the main file (256 KiB)."""
@@ -60,8 +68,10 @@ def open_database(path: Path, dmk: bytes, *, readonly_checks: bool = False) -> D
             conn.execute(f"PRAGMA journal_size_limit = {WAL_AUTOCHECKPOINT * 4096}")
         conn.execute("PRAGMA busy_timeout = 10000")
         conn.execute("PRAGMA foreign_keys = ON")
-    except DatabaseError:
+    except DatabaseError as exc:
         conn.close()
+        if "full" in str(exc):
+            raise StorageError(DISK_FULL) from None
         raise InstanceDamaged(
             Text(
                 "Plik bazy danych jest uszkodzony albo nie pasuje do pliku keyring.json. Przywróć cały folder "

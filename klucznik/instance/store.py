@@ -54,6 +54,7 @@ from klucznik.errors import WrongCredentials
 from klucznik.instance import segments
 from klucznik.instance import snapshots
 from klucznik.instance import walfile
+from klucznik.instance.database import DISK_FULL
 from klucznik.instance.database import Connection
 from klucznik.instance.database import DatabaseError
 from klucznik.instance.database import create_database
@@ -91,12 +92,6 @@ _RELOAD_PAUSE = 0.5
 _COMPACT_MIN = 256 * 1024
 """Bytes of single-commit chunks after which the current snapshot's chunks are merged into one."""
 
-DISK_FULL = Text(
-    "Na dysku serwera zabrakło miejsca, więc tej zmiany nie zapisano trwale. Zwolnij miejsce na dysku i "
-    "spróbuj ponownie; wcześniej zapisane dane są bezpieczne.",
-    "The server's disk is full, so this change was not saved durably. Free some disk space and try "
-    "again; the data saved before is safe.",
-)
 WRITE_FAILED = Text(
     "Nie udało się trwale zapisać zmiany (błąd zapisu na dysku serwera). Spróbuj ponownie; jeśli błąd "
     "wraca, sprawdź dysk serwera. Wcześniej zapisane dane są bezpieczne.",
@@ -231,6 +226,9 @@ class Store:
         self._reached = 0  # the generation snapshot + log restore
         self._wal_salt: bytes | None = None
         self._wal_pos = 0
+        # One connection held open while unsealed: SQLite keeps its -wal and -shm files (a connection's close
+        # never checkpoints and deletes them), so reading keeps working on a full disk.
+        self._keeper: Database | None = None
 
     # -- paths and state -----------------------------------------------------------------------------
 
@@ -395,6 +393,7 @@ class Store:
                     }
                 )
             self._harden()
+            self._open_keeper()
             self.last_unseal = UnsealResult(generation=1)
             return code
 
@@ -457,6 +456,7 @@ class Store:
                     self._alive.close()
                     raise
                 self._alive.shared()
+                self._open_keeper()
             self.last_unseal = result
             return result
 
@@ -488,12 +488,23 @@ class Store:
         rekey(self.db_path, opened, target)
         return target, True
 
+    def _open_keeper(self) -> None:
+        self._close_keeper()
+        self._keeper = open_database(self.db_path, self._require_dmk())
+
+    def _close_keeper(self) -> None:
+        if self._keeper is not None:
+            with contextlib.suppress(DatabaseError):
+                self._keeper.close()
+            self._keeper = None
+
     def seal(self) -> None:
         """Forget the key: every page leads to the login again."""
         with self._lock:
             self._dmk = None
             self._known = []
             with self._write_lock:
+                self._close_keeper()
                 self._alive.close()
                 self._writer.close()
                 self._log = None
@@ -1104,7 +1115,12 @@ class Store:
                 ring.abandon_rotation()
             ring.begin_rotation(new, drop_user=drop_user)
             ring.save()
-            rekey(self.db_path, old, new)
+            self._close_keeper()
+            try:
+                rekey(self.db_path, old, new)
+            except BaseException:
+                self._open_keeper()
+                raise
             self._dmk = new
             self._known.insert(0, new)
             try:
@@ -1137,6 +1153,8 @@ class Store:
                 # The file has the new key now, whatever ``record`` did.
                 ring.finish_rotation(old, new)
                 ring.save()
+                with contextlib.suppress(InstanceDamaged, StorageError):
+                    self._open_keeper()
 
     def change_password(self, username: str, old: str, new: str) -> None:
         validate_password(new)
