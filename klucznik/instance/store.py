@@ -952,6 +952,16 @@ class Store:
         self._wal_pos = found.position if found else 0
         self._prune_leftovers()
 
+    def take_snapshot(self) -> int:
+        """A new snapshot now (as the log's growth or age would trigger); returns its generation."""
+        with self.connect() as db, self._write_lock, self._writer.exclusive():
+            try:
+                self._catch_up(db)
+                self._new_snapshot(db)
+            except (OSError, DatabaseError) as exc:
+                raise _storage_error(exc) from None
+            return self._base_gen
+
     def _prune_leftovers(self) -> None:
         """Remove what crashes and older versions left, once older than ``snapshot_min_age``.
 
