@@ -37,7 +37,13 @@ def copy_file(src: Path, dest: Path) -> None:
 
 
 def copy_in_order(
-    src: Path, dest: Path, order: tuple[str, ...], event_at: int, event: Callable[[], None], *, list_late: bool
+    src: Path,
+    dest: Path,
+    order: tuple[str, ...],
+    event_at: int,
+    event: Callable[[], None],
+    *,
+    list_late: bool,
 ) -> None:
     """Copy ``src`` to ``dest`` item by item in ``order``; ``event`` runs before item number ``event_at``."""
     (dest / "snapshots").mkdir(parents=True)
@@ -84,7 +90,9 @@ class Drill:
     def rotation_event(self) -> None:
         self.users += 1
         name = f"kopia{self.users}"
-        users.create_user(self.store, username=name, role="staff", password="staff-password-1", actor=ADMIN, at=NOW)
+        users.create_user(
+            self.store, username=name, role="staff", password="staff-password-1", actor=ADMIN, at=NOW
+        )
         self.write()
         users.remove_user(self.store, username=name, actor=ADMIN, at=NOW)
         self.write()
