@@ -879,7 +879,12 @@ class Store:
         size = sum(chunk.size() for chunk in current)
         age = time.time() - self._base_time
         threshold = max(self.snapshot_ratio * self._base_size, self.snapshot_min_bytes)
-        if (size > threshold and age >= self.snapshot_min_age) or age >= self.snapshot_interval:
+        # Twice the threshold does not wait for snapshot_min_age: instance/ stays within its bound in a burst.
+        if (
+            (size > threshold and age >= self.snapshot_min_age)
+            or size > 2 * threshold
+            or age >= self.snapshot_interval
+        ):
             self._new_snapshot(db)
             return
         first = current[0].size()
