@@ -6,6 +6,7 @@ new :class:`Store` object over the same folder, as after a process restart.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import shutil
@@ -17,6 +18,7 @@ import pytest
 from klucznik.clock import iso
 from klucznik.errors import InstanceDamaged
 from klucznik.errors import Sealed
+from klucznik.errors import StorageError
 from klucznik.errors import ValidationError
 from klucznik.errors import WrongCredentials
 from klucznik.instance import segments
@@ -550,3 +552,26 @@ def test_stale_temporary_snapshot_files_are_removed(store: Store) -> None:
     restart_and_login(store)  # every unseal (and every new snapshot) removes old leftovers
     assert not old_tmp.exists() and not old_journal.exists() and not old_keyring.exists()
     assert young_tmp.exists()  # might be a snapshot being written right now
+
+
+def test_a_commit_whose_log_append_failed_is_not_acknowledged_and_joins_the_log_before_the_next_write(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk filled up between SQLite's commit and the log's fsync (tests/faults/test_full_disk.py does
+    it on a real small filesystem; here the moment is pinned): the write is refused with the plain message,
+    and the next write first appends the missing commit, so the log restores the database exactly again."""
+    add_clients(store, [("Firma 0", nips(1)[0])])
+    real_append = segments.append
+
+    def disk_full(*_args, **_kwargs) -> None:  # noqa: ANN002, ANN003
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(segments, "append", disk_full)
+    with pytest.raises(StorageError) as info:
+        add_clients(store, [("Firma 1", nips(1, start=1)[0])])
+    assert "zabrakło miejsca" in info.value.text.pl
+    monkeypatch.setattr(segments, "append", real_append)
+    assert store.snapshot_info()["log_generation"] == current_generation(store) - 1
+    add_clients(store, [("Firma 2", nips(1, start=2)[0])])
+    assert store.snapshot_info()["log_generation"] == current_generation(store)
+    assert rebuilt_names(store) == client_names(store) == ["Firma 0", "Firma 1", "Firma 2"]
