@@ -1,4 +1,4 @@
-"""``snapshots/snapshot.db``: the database as it was at one generation, and rebuilding from it.
+"""``snapshots/snapshot-<key id>.db``: the database as it was at one generation, and rebuilding from it.
 
 A snapshot is a byte copy of the live database (main file plus SQLite's log, see
 :func:`klucznik.instance.walfile.materialize`), so the page images in ``changes.log`` apply to it page for

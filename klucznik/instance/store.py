@@ -2,7 +2,7 @@
 
 ``instance/`` holds ``klucznik.db`` (SQLCipher 4, raw 32-byte key, in WAL mode), ``keyring.json``
 (wrapped copies of that key, see :mod:`klucznik.instance.keyring`) and ``snapshots/`` with two files:
-``snapshot.db``, a byte copy of the database at one generation, and ``changes.log``, the encrypted pages
+``snapshot-<key id>.db``, a byte copy of the database at one generation, and ``changes.log``, the encrypted pages
 each commit changed since then (:mod:`klucznik.instance.segments`).
 
 **Copying ``instance/`` at any moment is a backup.** A raw copy of a live WAL database taken during a
@@ -612,7 +612,7 @@ class Store:
     ) -> tuple[UnsealResult, bytes]:
         """Decide which copy becomes the live database; called with the writer lock held.
 
-        With snapshot.db present and no other process using the folder (``alone``), the database is
+        With a snapshot present and no other process using the folder (``alone``), the database is
         rebuilt from snapshot + log and checked, and replaces the live file: silently if the live file
         has the same generation and key (a copy of instance/ may hold a torn live file that still
         passes the checks), else moving the live files aside. A live file under another key at the same
@@ -647,7 +647,7 @@ class Store:
         self, keys: list[bytes], live: tuple[int, bytes] | None
     ) -> tuple[UnsealResult, bytes]:
         """The rule before issue 10: the valid copy among the live file and the legacy snapshots with the
-        highest generation wins; what is newer but does not open (or a snapshot.db that does not
+        highest generation wins; what is newer but does not open (or a snapshot that does not
         rebuild) is moved aside, never deleted.
         """
         best: tuple[int, Path, bytes] | None = None
@@ -779,7 +779,7 @@ class Store:
     # -- the change log ------------------------------------------------------------------------------------
 
     def _refresh(self) -> None:
-        """Read snapshot.db's generation and key and the log's chunks again if another writer changed them."""
+        """Read the snapshot's generation and key and the log's chunks again if another writer changed them."""
         try:
             stat = self.snapshot_file.stat()
             snap_id = (stat.st_ino, stat.st_mtime_ns)
@@ -1019,7 +1019,7 @@ class Store:
             snapshot: dict[str, object] = {
                 "name": self.snapshot_file.name,
                 "ok": False,
-                "integrity_check": ["snapshot.db and changes.log do not restore a valid database"],
+                "integrity_check": ["the snapshots and changes.log do not restore a valid database"],
                 "cipher_integrity_check": [],
             }
         else:
@@ -1035,7 +1035,7 @@ class Store:
             if rebuilt.generation != live_gen:
                 snapshot["ok"] = False
                 snapshot["integrity_check"] = [
-                    f"snapshot.db and changes.log restore generation {rebuilt.generation}, "
+                    f"the snapshot and changes.log restore generation {rebuilt.generation}, "
                     f"the database has {live_gen}"
                 ]
         report["snapshot"] = snapshot
