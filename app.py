@@ -63,6 +63,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         KLUCZNIK_KDF=None,
         KLUCZNIK_LOGIN_ATTEMPTS=5,
         KLUCZNIK_LOGIN_WINDOW=60,
+        # Failures from one address, whatever the usernames (password spraying), per window.
+        KLUCZNIK_LOGIN_ATTEMPTS_PER_ADDRESS=10,
+        # Failed logins are written to the audit log as summaries at most this often (and at the next login).
+        KLUCZNIK_FAILED_LOGIN_SUMMARY_SECONDS=60,
         TRUSTED_HOSTS=trusted or None,
         # Every form is small: certificates and keys ≤ 64 KiB each, signed XML ≤ 1 MiB. Staying under
         # Werkzeug's 500 KiB spool threshold per file keeps uploaded keys off the disk.

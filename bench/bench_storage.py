@@ -31,12 +31,14 @@ from pathlib import Path
 import sqlcipher3
 from sqlite_utils import Database
 
+from klucznik.errors import InstanceDamaged
 from klucznik.instance import snapshots as snapshot_files
 from klucznik.instance import store as storage
 from klucznik.instance.database import Connection
 from klucznik.instance.keyring import TEST_KDF
 from klucznik.instance.store import Store
 from klucznik.records import clients
+from klucznik.text import Text
 
 #: Benchmarks record at a fixed moment, like the tests.
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -77,17 +79,17 @@ def plain_open_database(path: Path, dmk: bytes, *, readonly_checks: bool = False
     """``open_database`` without the key: plain SQLite through the same driver and pragmas."""
     path = Path(path)
     if not path.is_file():
-        raise storage.InstanceDamaged("missing", "missing")
+        raise InstanceDamaged(Text("missing", "missing"))
     conn = sqlcipher3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=10)
     conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     if not readonly_checks:
         conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA wal_autocheckpoint = 64")
         conn.execute("PRAGMA journal_size_limit = 262144")
     conn.execute("PRAGMA busy_timeout = 10000")
     conn.execute("PRAGMA foreign_keys = ON")
-    return Connection(conn)
+    return Connection(conn)  # the store counts its connections (Store.connect checks the type)
 
 
 def plain_open_immutable(path: Path, dmk: bytes) -> Database:
@@ -97,7 +99,7 @@ def plain_open_immutable(path: Path, dmk: bytes) -> Database:
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlcipher3.dbapi2.DatabaseError:
         conn.close()
-        raise storage.InstanceDamaged(storage.Text("inny plik", "not plaintext")) from None
+        raise InstanceDamaged(Text("inny plik", "not plaintext")) from None
     return Database(conn)
 
 

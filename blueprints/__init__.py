@@ -12,8 +12,13 @@ BLUEPRINTS = [
     "blueprints.clients",
     "blueprints.admin",
     "blueprints.office",
+    "blueprints.methods",
+    "blueprints.links",
     "blueprints.certificates",
     "blueprints.wizard",
+    "blueprints.status",
+    "blueprints.ksef_warnings",
+    "blueprints.mail",
 ]
 
 

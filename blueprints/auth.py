@@ -28,14 +28,25 @@ from blueprints.forms import RecoverForm
 from blueprints.forms import SetupForm
 from blueprints.htmx import redirect_to
 from blueprints.htmx import render_page
+from blueprints.urls import safe_next
+from klucznik.clock import iso
 from klucznik.errors import NotFound
+from klucznik.errors import PortalError
 from klucznik.errors import ValidationError
 from klucznik.errors import WrongCredentials
+from klucznik.instance.keyring import validate_password
+from klucznik.instance.keyring import validate_username
 from klucznik.records import audit
 from klucznik.records import users
+from klucznik.text import Text
+from klucznik.throttle import FailedLogins
+from klucznik.throttle import FailedLoginSummary
 from klucznik.throttle import LoginThrottle
 
 bp = Blueprint("auth", __name__)
+#: Longer values are no one's login or password (the rules: 2–32 characters, at most 1024).
+MAX_LOGIN_NAME = 64
+MAX_PASSWORD = 1024
 
 
 def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -67,27 +78,42 @@ def admin_required(view: Callable[..., Any]) -> Callable[..., Any]:
 def _throttle() -> LoginThrottle:
     ext = current_app.extensions
     if "klucznik.throttle" not in ext:
-        ext["klucznik.throttle"] = LoginThrottle(current_app.config["KLUCZNIK_LOGIN_ATTEMPTS"],
-                                                 current_app.config["KLUCZNIK_LOGIN_WINDOW"])
+        config = current_app.config
+        ext["klucznik.throttle"] = LoginThrottle(config["KLUCZNIK_LOGIN_ATTEMPTS"], config["KLUCZNIK_LOGIN_WINDOW"],
+                                                 per_address=config["KLUCZNIK_LOGIN_ATTEMPTS_PER_ADDRESS"])
     return ext["klucznik.throttle"]
 
 
-def _pending_audit() -> list[dict[str, Any]]:
-    """Failed logins while the portal is sealed wait here (memory) until the next successful login."""
-    return current_app.extensions.setdefault("klucznik.pending_audit", [])
+def _failed_logins() -> FailedLogins:
+    """Failed logins wait here (memory) and are written as summaries (see :mod:`klucznik.throttle`)."""
+    ext = current_app.extensions
+    if "klucznik.failed_logins" not in ext:
+        ext["klucznik.failed_logins"] = FailedLogins(current_app.config["KLUCZNIK_FAILED_LOGIN_SUMMARY_SECONDS"])
+    return ext["klucznik.failed_logins"]
+
+
+def _write_failed_logins(db: Any, summaries: list[FailedLoginSummary]) -> None:
+    for item in summaries:
+        audit.record(db, actor=item.username, action="auth.login_failed", object_type="user",
+                     object_id=item.username, ip=item.address or None,
+                     details={"count": item.count, "first": iso(item.first), "last": iso(item.last)},
+                     at=item.last)
 
 
 def _record_failed_login(username: str, ip: str) -> None:
-    entry = {"actor": username[:64], "action": "auth.login_failed", "object_type": "user",
-             "object_id": username[:64], "ip": ip, "at": now()}
+    """Count the failure; write the summaries at most once per interval (never while sealed)."""
+    moment = now()
+    pending = _failed_logins()
+    pending.add(username, ip, at=moment)
     store = get_store()
-    if store.is_sealed:
-        pending = _pending_audit()
-        if len(pending) < 1000:
-            pending.append(entry)
+    if store.is_sealed or not pending.due(at=moment):
         return
-    with store.write() as db:
-        audit.record(db, **entry)
+    summaries = pending.drain(at=moment)
+    try:
+        with store.write() as db:
+            _write_failed_logins(db, summaries)
+    except PortalError:
+        pending.put_back(summaries)
 
 
 def _start_session(username: str, *, pending_recovery_code: str | None = None) -> None:
@@ -99,9 +125,9 @@ def _start_session(username: str, *, pending_recovery_code: str | None = None) -
 
 
 def _safe_next(target: str | None) -> str:
-    if target and target.startswith("/") and not target.startswith("//") and not target.startswith("/login"):
-        return target
-    return url_for("clients.index")
+    """Where to go after login: a same-site path only (see :func:`blueprints.urls.safe_next`); by default the
+    status page once there are clients, else the clients list."""
+    return safe_next(target, url_for("status.home"), refuse_prefix="/login")
 
 
 @bp.route("/setup", methods=["GET", "POST"])
@@ -113,9 +139,15 @@ def setup() -> Any:
     form = SetupForm()
     errors: dict[str, str] = {}
     if form.validate_on_submit():
+        # Every problem at once: the login name, the password and the repetition.
+        for name, check in (("username", validate_username), ("password", validate_password)):
+            try:
+                check(getattr(form, name).data or "")
+            except ValidationError as exc:
+                errors[name] = message(exc)
         if form.password.data != form.password2.data:
             errors["password2"] = _("The two passwords differ. Type the same password twice.")
-        else:
+        if not errors:
             try:
                 code = store.setup(form.username.data or "", form.password.data or "", at=now())
             except ValidationError as exc:
@@ -163,10 +195,13 @@ def login() -> Any:
             status = 429
         else:
             try:
-                store.login(username, form.password.data or "")
+                password = form.password.data or ""
+                if len(username) > MAX_LOGIN_NAME or len(password) > MAX_PASSWORD:
+                    raise WrongCredentials(Text("", ""))  # no one's: refused before the key derivation
+                store.login(username, password)
                 user = users.get_user(get_db(), username)
                 if user is None:
-                    raise WrongCredentials("", "")
+                    raise WrongCredentials(Text("", ""))
             except WrongCredentials:
                 _throttle().failed(username, ip)
                 error = _("Wrong username or password. Check that Caps Lock is off.")
@@ -175,9 +210,7 @@ def login() -> Any:
             else:
                 _throttle().succeeded(username, ip)
                 with store.write() as db:
-                    for pending in _pending_audit():
-                        audit.record(db, **pending)
-                    _pending_audit().clear()
+                    _write_failed_logins(db, _failed_logins().drain(at=now()))
                     restored = store.last_unseal.restored_from if store.last_unseal else None
                     audit.record(db, actor=username, action="auth.login", object_type="user", object_id=username,
                                  ip=ip, details={"restored_from": restored} if restored else None, at=now())
@@ -211,6 +244,8 @@ def recover() -> Any:
         wait = _throttle().wait_seconds(f"recovery:{username}", ip)
         if wait:
             errors["code"] = _("Too many failed attempts. Try again in %(seconds)s s.", seconds=wait)
+        elif len(form.code.data or "") > 64 or len(username) > MAX_LOGIN_NAME:
+            errors["code"] = _("This is not a recovery code: it has 26 letters and digits in groups of four.")
         elif form.new_password.data != form.new_password2.data:
             errors["new_password2"] = _("The two passwords differ. Type the same password twice.")
         else:
@@ -221,7 +256,9 @@ def recover() -> Any:
                 _throttle().failed(f"recovery:{username}", ip)
                 errors["code"] = message(exc)
             except (ValidationError, NotFound) as exc:
-                errors[getattr(exc, "field", None) or "username"] = message(exc)
+                # The domain names the field "password"; on this page it is "new_password".
+                field = getattr(exc, "field", None) or "username"
+                errors["new_password" if field == "password" else field] = message(exc)
             else:
                 get_sessions().end_user(username)
                 _start_session(username)

@@ -20,6 +20,7 @@ from flask import g
 from flask import request
 from flask import url_for
 from flask_babel import gettext as _
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from blueprints.auth import login_required
 from blueprints.context import client_ip
@@ -34,6 +35,7 @@ from klucznik.authorize import upload as method3
 from klucznik.certs.model import PairCheck
 from klucznik.ids import format_nip
 from klucznik.records import clients
+from klucznik.records import credentials
 
 bp = Blueprint("certificates", __name__)
 
@@ -69,7 +71,10 @@ class FieldStatus:
 def upload(client_id: int) -> Any:
     """GET: the form; POST ("Wgraj pliki"): check everything again and store both pairs or nothing."""
     client = clients.get_client(get_db(), client_id)
+    stored = credentials.active_slots(get_db(), client_id)
     if request.method == "GET":
+        form = UploadForm(certificates.PairInput(), certificates.PairInput(), client.nip_formatted, frozenset({"nip"}))
+        result = _evaluate(form, client, stored)
         return render_page(
             "certificates/upload.html",
             client=client,
@@ -77,18 +82,24 @@ def upload(client_id: int) -> Any:
             statuses=_blank_statuses(),
             ready=False,
             failed=False,
+            missing=_missing(form, result, _blank_statuses()),
+            stored=stored,
         )
     form = _read_form()
-    result = _evaluate(form, client)
+    result = _evaluate(form, client, stored)
     if not result.ok:
+        # The file and password inputs come back empty: say what was wrong, never show green over them.
+        statuses = _after_refusal(_statuses(form, result))
         return render_page(
             "certificates/upload.html",
             422,
             client=client,
             nip=form.nip,
-            statuses=_statuses(form, result),
+            statuses=statuses,
             ready=False,
             failed=True,
+            missing=_missing(form, result, statuses),
+            stored=stored,
         )
     with get_store().write() as db:
         method3.save_uploaded_set(
@@ -104,11 +115,42 @@ def check(client_id: int, target: str) -> Any:
     if target not in TARGETS:
         abort(404)
     client = clients.get_client(get_db(), client_id)
+    stored = credentials.active_slots(get_db(), client_id)
     form = _read_form()
-    result = _evaluate(form, client)
+    result = _evaluate(form, client, stored)
     statuses = _statuses(form, result)
     status = 422 if statuses[target].state == "error" else 200
-    return render_page("certificates/_check.html", status, target=target, statuses=statuses, ready=result.ok)
+    return render_page(
+        "certificates/_check.html",
+        status,
+        target=target,
+        statuses=statuses,
+        ready=result.ok,
+        missing=_missing(form, result, statuses),
+        stored=stored,
+    )
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def too_large(_exc: RequestEntityTooLarge) -> Any:
+    """More than the portal accepts at once: said at the field that was checked (or on the page), not in a
+    banner that would stay after later files pass."""
+    client = clients.get_client(get_db(), int((request.view_args or {}).get("client_id", 0)))
+    stored = credentials.active_slots(get_db(), client.id)
+    statuses = _blank_statuses()
+    text = _("This file is too large: the portal accepts at most 2 MB at once. Certificates and keys from KSeF "
+             "are a few kilobytes: check that you chose the right file.")
+    target = (request.view_args or {}).get("target")
+    empty = Missing(to_fill=[], to_fix=[], offline_later=False)
+    if request.endpoint == "certificates.check" and target in TARGETS:
+        statuses[target].errors.append(text)
+        statuses[target].codes.append("request_too_large")
+        statuses[target].state = "error"
+        missing = Missing(to_fill=[], to_fix=[_field_labels()[target]], offline_later=False)
+        return render_page("certificates/_check.html", 422, target=target, statuses=statuses, ready=False,
+                           missing=missing, stored=stored)
+    return render_page("certificates/upload.html", 413, client=client, nip=client.nip_formatted,
+                       statuses=statuses, ready=False, failed=True, missing=empty, stored=stored, too_large=text)
 
 
 # -- parsing ------------------------------------------------------------------------------------------------
@@ -150,11 +192,70 @@ def _single_value(name: str) -> str:
     return values[0] if values else ""
 
 
-def _evaluate(form: UploadForm, client: clients.Client) -> certificates.SetCheck:
-    """The domain's check of the whole form (the same for inline checks and the final submit)."""
+def _evaluate(form: UploadForm, client: clients.Client, stored: tuple[str, ...]) -> certificates.SetCheck:
+    """The domain's check of the whole form (the same for inline checks and the final submit).
+
+    The offline pair may follow later; the online pair may be left out when the client already has one.
+    """
+    optional = ("offline", "online") if "online" in stored else ("offline",)
     return certificates.check_set(
-        online=form.online, offline=form.offline, nip=form.nip, at=now(), client_nip=client.nip
+        online=form.online, offline=form.offline, nip=form.nip, at=now(), client_nip=client.nip, optional=optional
     )
+
+
+def _field_labels() -> dict[str, str]:
+    """How the missing list names each field, in the page's language."""
+    return {
+        "online-crt": _("the authentication certificate (.crt)"),
+        "online-key": _("the authentication certificate's private key (.key)"),
+        "online-password": _("the password of the authentication key"),
+        "offline-crt": _("the offline certificate (.crt)"),
+        "offline-key": _("the offline certificate's private key (.key)"),
+        "offline-password": _("the password of the offline key"),
+        "nip": _("the company NIP"),
+    }
+
+
+@dataclass(frozen=True)
+class Missing:
+    """What keeps "Wgraj pliki" disabled: fields still to fill and fields to correct."""
+
+    to_fill: list[str]
+    to_fix: list[str]
+    offline_later: bool
+
+
+def _missing(form: UploadForm, result: certificates.SetCheck, statuses: dict[str, FieldStatus]) -> Missing:
+    """The fields still to fill or to correct before the upload can be stored (empty when ready)."""
+    to_fill: list[str] = []
+    to_fix: list[str] = []
+    labels = _field_labels()
+    for target in TARGETS:
+        slot = target.split("-")[0]
+        if slot in result.absent:
+            continue
+        label = labels[target]
+        if "password_required" in statuses[target].codes:
+            to_fill.append(label)
+        elif statuses[target].state == "error":
+            to_fix.append(label)
+        elif target not in form.filled and not target.endswith("password"):
+            to_fill.append(label)
+    if result.ok:
+        to_fill, to_fix = [], []
+    return Missing(to_fill=to_fill, to_fix=to_fix, offline_later="offline" in result.absent)
+
+
+def _after_refusal(statuses: dict[str, FieldStatus]) -> dict[str, FieldStatus]:
+    """After a refused submit the file and password inputs come back empty: keep only the errors and
+    warnings (what was wrong with what was sent), never a green verdict over a field that is now empty."""
+    for target, status in statuses.items():
+        if target == "nip":
+            continue
+        status.summary = []
+        status.notes = []
+        status.state = _state(status)
+    return statuses
 
 
 # -- statuses -----------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from flask import Flask
 from flask import Response
 from flask import request
 from flask import url_for
+from flask.globals import request_ctx
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
@@ -22,6 +23,7 @@ from blueprints.context import message
 from blueprints.htmx import htmx
 from blueprints.htmx import redirect_to
 from blueprints.htmx import render_page
+from klucznik.errors import Conflict
 from klucznik.errors import InstanceDamaged
 from klucznik.errors import NotFound
 from klucznik.errors import Sealed
@@ -31,6 +33,8 @@ log = logging.getLogger("klucznik.web")
 
 
 def error_response(status: int, title: str, text: str, *, error_id: str | None = None) -> Response:
+    if request_ctx.url_adapter is None:  # a Host not trusted: no page can build its links, so plain text
+        return Response(f"{title}\n\n{text}\n", status, mimetype="text/plain")
     template = "errors/_alert.html" if htmx else "errors/error.html"
     return render_page(template, status, title=title, text=text, error_id=error_id)
 
@@ -63,6 +67,10 @@ def register_error_handlers(app: Flask) -> None:
     def not_found_domain(exc: NotFound) -> Response:
         return error_response(404, _("Not found"), message(exc))
 
+    @app.errorhandler(Conflict)
+    def conflict(exc: Conflict) -> Response:
+        return error_response(409, _("This cannot be done now"), message(exc))
+
     @app.errorhandler(InstanceDamaged)
     def damaged(exc: InstanceDamaged) -> Response:
         return render_page("errors/damaged.html", 503, error=exc)
@@ -90,8 +98,17 @@ def register_error_handlers(app: Flask) -> None:
                 _("Bad request"),
                 _("The portal could not read what was sent. Reload the page and try again."),
             ),
+            403: (
+                _("This needs an administrator"),
+                _(
+                    "Only an administrator of the portal can open this page or do this. If you need it, ask "
+                    "an administrator of your office; nothing was changed."
+                ),
+            ),
         }
-        title, text = texts.get(exc.code or 500, (exc.name, _("Reload the page and try again.")))
+        title, text = texts.get(
+            exc.code or 500, (_("The portal cannot do this"), _("Reload the page and try again."))
+        )
         return error_response(exc.code or 500, title, text)
 
     @app.errorhandler(Exception)

@@ -45,6 +45,13 @@ class ClientForm(FlaskForm):
     notes = TextAreaField()
 
 
+class AuthorizeForm(FlaskForm):
+    """"Dodaj autoryzację": a NIP, and the company name when the NIP is new."""
+
+    nip = StringField()
+    name = StringField()
+
+
 class UserForm(FlaskForm):
     username = StringField()
     role = SelectField(choices=["staff", "admin"], validate_choice=False)  # the domain says what is wrong

@@ -14,21 +14,28 @@ from flask import current_app
 from flask import request
 from flask import session
 from flask_babel import Babel
+from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFProtect
 
+from blueprints.accesslog import init_access_log
+from blueprints.clients import refuse_archived
 from blueprints.context import close_db
 from blueprints.context import current_user
 from blueprints.context import get_store
 from blueprints.context import lang
 from blueprints.context import message
+from blueprints.errors import error_response
 from blueprints.errors import register_error_handlers
 from blueprints.gate import gate
 from blueprints.gate import security_headers
 from blueprints.htmx import htmx
 from blueprints.htmx import redirect_to
 from blueprints.sessions import SessionRegistry
+from blueprints.urls import init_urls
+from blueprints.urls import safe_next
 from klucznik.errors import InstanceDamaged
 from klucznik.errors import WrongCredentials
+from klucznik.ids import format_nip
 from klucznik.instance.keyring import DEFAULT_KDF
 from klucznik.instance.store import Store
 from klucznik.text import DEFAULT_LANGUAGE
@@ -55,10 +62,28 @@ def set_language() -> Response:
     """Switch the UI between Polish and English."""
     chosen = request.form.get("lang", "pl")
     session["lang"] = chosen if chosen in LANGUAGES else DEFAULT_LANGUAGE
-    back = request.form.get("next") or "/"
-    if not back.startswith("/") or back.startswith("//"):
-        back = "/"
-    return redirect_to(back)
+    return redirect_to(safe_next(request.form.get("next"), "/"))
+
+
+#: No text field of the portal takes more (a client's notes: 5000); longer values are refused whole.
+MAX_FIELD_CHARS = 10_000
+
+
+def refuse_oversized_fields() -> Response | None:
+    """``before_request``: a form value over :data:`MAX_FIELD_CHARS` is refused before any view reads it."""
+    if request.method != "POST" or not request.form:
+        return None
+    if all(len(value) <= MAX_FIELD_CHARS for _name, values in request.form.lists() for value in values):
+        return None
+    return error_response(
+        400,
+        _("A field is too long"),
+        _(
+            "One of the fields holds more than %(limit)s characters, so nothing was saved. Shorten it "
+            "and try again.",
+            limit=f"{MAX_FIELD_CHARS:,}".replace(",", " "),
+        ),
+    )
 
 
 def _select_locale() -> str:
@@ -83,12 +108,16 @@ def init_app(app: Flask) -> None:
     store = app.config.get("KLUCZNIK_STORE") or Store(
         app.instance_path, kdf=app.config.get("KLUCZNIK_KDF") or DEFAULT_KDF
     )
+    init_access_log(app)
+    init_urls(app)
+    app.before_request(refuse_oversized_fields)
     app.extensions["klucznik.store"] = store
     app.extensions["klucznik.sessions"] = SessionRegistry()
     csrf.init_app(app)
     htmx.init_app(app)
     babel.init_app(app, locale_selector=_select_locale)
     app.before_request(gate)
+    app.before_request(refuse_archived)
     app.after_request(security_headers)
     app.teardown_appcontext(close_db)
     app.jinja_env.globals.update(
@@ -97,6 +126,8 @@ def init_app(app: Flask) -> None:
         current_user=current_user,
         has_endpoint=lambda name: name in app.view_functions,
     )
+    # NIPs are always shown with dashes (123-456-32-18), whatever a view passes.
+    app.jinja_env.filters["nip"] = format_nip
     app.register_blueprint(bp)
     register_error_handlers(app)
     _try_unattended_unseal(app, store)

@@ -16,9 +16,11 @@ from flask import Blueprint
 from flask import abort
 from flask import current_app
 from flask import g
+from flask import render_template
 from flask import request
 from flask import url_for
 from flask_babel import gettext as _
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from blueprints.auth import login_required
 from blueprints.context import client_ip
@@ -27,6 +29,7 @@ from blueprints.context import get_store
 from blueprints.context import lang
 from blueprints.context import message
 from blueprints.context import now
+from blueprints.errors import error_response
 from blueprints.htmx import STOP_POLLING
 from blueprints.htmx import htmx
 from blueprints.htmx import redirect_to
@@ -44,6 +47,22 @@ from klucznik.ksef.errors import KsefError
 from klucznik.records import clients
 
 bp = Blueprint("wizard", __name__)
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def too_large(_exc: RequestEntityTooLarge) -> Any:
+    """A signed file above the portal's limit: said under the upload field (swapped like any verdict), not in
+    a banner that would stay after a later file passes."""
+    args = request.view_args or {}
+    if request.endpoint != "wizard.upload":
+        return error_response(413, _("The file is too large"), _("Reload the page and try again."))
+    client, auth_request = _attempt(int(args["client_id"]), int(args["request_id"]))
+    error = _("This file is too large: the portal accepts at most 2 MB at once. A signed login file has a few "
+              "kilobytes: check that you chose the file the signing program saved.")
+    context = _page_context(client, auth_request, auth_request.method, upload_error=error)
+    if htmx:
+        return _partial("wizard/_check.html", 422, **context)
+    return render_page("wizard/method.html", 413, **context)
 
 METHOD_SLUGS = {"grant": "grant", "certificates": "portal_certs"}
 SLUG_OF = {v: k for k, v in METHOD_SLUGS.items()}
@@ -109,8 +128,31 @@ def _page_context(client: clients.Client, auth_request: AuthRequest | None, meth
         if auth_request
         else "",
         "lang_code": lang(),
+        "step": wizard_step(auth_request, moment),
+        "download_name": download_name(client, auth_request) if auth_request else "",
         **extra,
     }
+
+
+def download_name(client: clients.Client, auth_request: AuthRequest) -> str:
+    """``AuthTokenRequest-<NIP>-<date>.xml``: the client's NIP and the day the file was prepared (Warsaw)."""
+    day = auth_request.created_at.astimezone(LOCAL_TIME).strftime("%Y-%m-%d")
+    return f"AuthTokenRequest-{client.nip}-{day}.xml"
+
+
+def wizard_step(auth_request: AuthRequest | None, moment) -> int:
+    """The number of the step bar's current step for methods 1 and 2 (5: everything done).
+
+    2 "download" while there is no usable file, 3 "sign" once a file was issued, 4 "upload and send"
+    from a checked file on, 5 when KSeF finished successfully.
+    """
+    if auth_request is None or auth_request.status == "failed":
+        return 2
+    if auth_request.status in ("issued", "checked") and auth_request.expired(moment):
+        return 2
+    if auth_request.status == "issued":
+        return 3
+    return 5 if auth_request.status == "done" else 4
 
 
 @bp.route("/clients/<int:client_id>/wizard")
@@ -128,6 +170,8 @@ def method_page(client_id: int, slug: str) -> Any:
     method = _method(slug)
     client = _client(client_id)
     latest = latest_request(get_db(), client_id, method=method)
+    if latest is not None and clients.of_old_nip(get_db(), latest.id):  # the client's NIP changed since
+        latest = None
     return render_page("wizard/method.html", **_page_context(client, latest, method))
 
 
@@ -145,7 +189,8 @@ def new_request(client_id: int, slug: str) -> Any:
             503 if isinstance(exc, KsefError) else 422,
             **_page_context(client, None, method, error=message(exc)),
         )
-    return redirect_to(url_for("wizard.attempt", client_id=client.id, request_id=auth_request.id))
+    # One click: the attempt's page opens and starts the download itself (a meta refresh, no script).
+    return redirect_to(url_for("wizard.attempt", client_id=client.id, request_id=auth_request.id, download=1))
 
 
 @bp.route("/clients/<int:client_id>/wizard/attempts/<int:request_id>")
@@ -153,16 +198,20 @@ def new_request(client_id: int, slug: str) -> Any:
 def attempt(client_id: int, request_id: int) -> Any:
     """One attempt: download, instructions, upload, confirmation and progress, as far as it got."""
     client, auth_request = _attempt(client_id, request_id)
-    return render_page("wizard/method.html", **_page_context(client, auth_request, auth_request.method))
+    context = _page_context(client, auth_request, auth_request.method)
+    start_download = (
+        request.args.get("download") == "1" and auth_request.status == "issued" and not auth_request.expired(now())
+    )
+    return render_page("wizard/method.html", start_download=start_download, **context)
 
 
 @bp.route("/clients/<int:client_id>/wizard/attempts/<int:request_id>/AuthTokenRequest.xml")
 @login_required
 def download(client_id: int, request_id: int) -> Any:
     """The unsigned file, exactly as stored, as an attachment (signing tools must get it unchanged)."""
-    auth_request = _request(client_id, request_id)
+    client, auth_request = _attempt(client_id, request_id)
     response = current_app.response_class(auth_request.unsigned_xml, mimetype="application/xml")
-    response.headers["Content-Disposition"] = "attachment; filename=AuthTokenRequest.xml"
+    response.headers["Content-Disposition"] = f"attachment; filename={download_name(client, auth_request)}"
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -196,8 +245,9 @@ def upload(client_id: int, request_id: int) -> Any:
     auth_request = _request(client_id, request_id)
     context = _page_context(client, auth_request, auth_request.method, result=result, upload_error=error)
     status = 200 if result is not None and result.ok else 422
-    template = "wizard/_check.html" if htmx else "wizard/method.html"
-    return render_page(template, status, **context)
+    if htmx:
+        return _partial("wizard/_check.html", status, **context)
+    return render_page("wizard/method.html", status, **context)
 
 
 @bp.route("/clients/<int:client_id>/wizard/attempts/<int:request_id>/submit", methods=["POST"])
@@ -215,8 +265,8 @@ def submit(client_id: int, request_id: int) -> Any:
     if not htmx:
         return render_page("wizard/method.html", **context)
     if auth_request.status == "checked":  # not sent (KSeF unavailable): offer the button again
-        return render_page("wizard/_confirm.html", **context)
-    return render_page("wizard/_progress.html", STOP_POLLING if auth_request.final else 200, **context)
+        return _partial("wizard/_confirm.html", 200, **context)
+    return _partial("wizard/_progress.html", STOP_POLLING if auth_request.final else 200, **context)
 
 
 @bp.route("/clients/<int:client_id>/wizard/attempts/<int:request_id>/progress")
@@ -236,9 +286,15 @@ def progress(client_id: int, request_id: int) -> Any:
         notice=notice,
         tokens=_token_summary(client_id) if auth_request.status == "done" else None,
     )
-    status = STOP_POLLING if auth_request.final else 200
-    template = "wizard/_progress.html" if htmx else "wizard/method.html"
-    return render_page(template, status if htmx else 200, **context)
+    if htmx:
+        return _partial("wizard/_progress.html", STOP_POLLING if auth_request.final else 200, **context)
+    return render_page("wizard/method.html", **context)
+
+
+def _partial(template: str, status: int, **context: Any) -> Any:
+    """An htmx partial with the step bar swapped out of band (the step moves as the attempt does)."""
+    html = render_template(template, **context) + render_template("wizard/_steps_oob.html", **context)
+    return current_app.make_response((html, status))
 
 
 def _token_summary(client_id: int) -> dict[str, Any] | None:

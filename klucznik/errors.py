@@ -80,3 +80,9 @@ class NotFound(PortalError, LookupError):
     """A record that does not exist."""
 
     code = "not_found"
+
+
+class Conflict(PortalError):
+    """The record exists but its state does not allow this (e.g. an archived client is read-only)."""
+
+    code = "conflict"

@@ -21,6 +21,9 @@ from klucznik.text import Text
 
 # -- NIP --------------------------------------------------------------------------------------------------
 
+#: A NIP field longer than this is not a NIP with separators (``PL 123-456-32-18`` has 16 characters).
+MAX_NIP_INPUT = 32
+
 
 def normalize_nip(value: str) -> str:
     """Return the 10 digits of ``value`` or raise :class:`ValidationError` with a plain message.
@@ -28,6 +31,26 @@ def normalize_nip(value: str) -> str:
     Accepts spaces, dashes and a leading ``PL``; refuses a wrong checksum and ``0000000000``
     (which passes the checksum but is no one's NIP).
     """
+    if len(value or "") > MAX_NIP_INPUT:
+        raise ValidationError(
+            Text(
+                "NIP ma 10 cyfr; w tym polu jest o wiele więcej znaków. Wpisz sam NIP, np. 123-456-32-18.",
+                "A NIP has 10 digits; this field holds far more characters. Enter the NIP alone, e.g. 123-456-32-18.",
+            ),
+            field="nip",
+            code="nip_invalid",
+        )
+    if any(ch.isdigit() and not ("0" <= ch <= "9") for ch in value or ""):
+        raise ValidationError(
+            Text(
+                "NIP może zawierać tylko cyfry 0–9 (oraz spacje lub myślniki): w polu są cyfry innego "
+                "rodzaju, np. skopiowane z dokumentu. Wpisz NIP ponownie z klawiatury.",
+                "A NIP can contain only the digits 0–9 (and spaces or dashes): the field holds digits of "
+                "another kind, e.g. copied from a document. Type the NIP again on the keyboard.",
+            ),
+            field="nip",
+            code="nip_invalid",
+        )
     compact = stdnum_nip.compact(value or "")
     if compact.upper().startswith("PL"):
         compact = compact[2:]

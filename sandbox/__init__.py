@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from flask import Flask
 from flask import request
 
 from sandbox.faults import FaultMiddleware
+from sandbox.ratelimits import RateLimitMiddleware
 from sandbox.state import Clock
 from sandbox.state import Config
 from sandbox.state import SandboxState
@@ -71,7 +73,15 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(web.qr)
     app.register_blueprint(web.admin)
     app.register_blueprint(web.pages)
-    app.wsgi_app = FaultMiddleware(app.wsgi_app, app.url_map, state.faults, endpoint_name)
+    faults = FaultMiddleware(app.wsgi_app, app.url_map, state.faults, endpoint_name)
+    faults.wsgi_app = RateLimitMiddleware(
+        faults.wsgi_app,
+        state.rate_limits,
+        endpoint_of=faults.endpoint,
+        context_of=state.context_of_token,
+        timestamp=lambda: state.now().astimezone(UTC).isoformat().replace("+00:00", "Z"),
+    )
+    app.wsgi_app = faults
     return app
 
 

@@ -38,11 +38,37 @@ from sandbox.state import ip_allowed
 bp = Blueprint("ksef_api", __name__, url_prefix="/v2")
 
 
+@bp.before_request
+def documented_methods_only():
+    """Only the methods the document lists for a path: ``OPTIONS`` lists them, any other answers 405.
+
+    Flask alone would go by its own routes, and ``GET /auth/challenge`` would reach the route
+    ``/auth/{referenceNumber}``.
+    """
+    if request.method == "HEAD":
+        return None
+    from sandbox.spec import documented_methods
+
+    allowed = documented_methods(request.path.removeprefix("/v2"))
+    if not allowed or (request.method in allowed):
+        return None
+    response = current_app.response_class(status=204 if request.method == "OPTIONS" else 405)
+    response.headers["Allow"] = ", ".join(allowed)
+    return response
+
+
 @bp.after_request
-def echo_test_warning(response):
-    """As on TEST: ``X-Test-System-Warning`` comes back as the non-blocking ``X-System-Warning`` header."""
+def system_warning(response):
+    """``X-System-Warning`` on a successful answer: as on TEST, the request's ``X-Test-System-Warning``
+    comes back; otherwise a warning a test set for the endpoint (``/_sandbox/warnings``)."""
+    if response.status_code >= 400:
+        return response
     warning = request.headers.get("X-Test-System-Warning")
-    if warning and response.status_code < 400:
+    if not warning and request.url_rule is not None:
+        from sandbox import endpoint_name
+
+        warning = state().system_warnings.get(endpoint_name(request.method, request.url_rule.rule))
+    if warning:
         response.headers["X-System-Warning"] = warning
     return response
 
@@ -233,10 +259,7 @@ def authenticated(*kinds: str):
             problems = request_problems(request)
             if problems:
                 return bad_request(21405, "Błąd walidacji danych wejściowych.", problems)
-            try:
-                return view(*args, **kwargs)
-            except SandboxError as error:
-                return from_error(error)
+            return _answer(view, *args, **kwargs)
 
         return wrapper
 
@@ -251,12 +274,24 @@ def public(view):
         problems = request_problems(request)
         if problems:
             return bad_request(21405, "Błąd walidacji danych wejściowych.", problems)
-        try:
-            return view(*args, **kwargs)
-        except SandboxError as error:
-            return from_error(error)
+        return _answer(view, *args, **kwargs)
 
     return wrapper
+
+
+def _answer(view, *args, **kwargs):
+    """The view's answer; a refusal in KSeF's shape; 21405 for a body that lacks what the view needs.
+
+    The document makes most request bodies optional, so a request without one passes the validator.
+    """
+    try:
+        return view(*args, **kwargs)
+    except SandboxError as error:
+        return from_error(error)
+    except (KeyError, TypeError, ValueError) as error:
+        return bad_request(
+            21405, "Błąd walidacji danych wejściowych.", [f"Brak lub błędna wartość pola: {error}"]
+        )
 
 
 def _body() -> dict:
@@ -613,7 +648,7 @@ def _certificate_item(found, now: datetime) -> dict:
         "status": found.status_at(now),
         "subjectIdentifier": {"type": found.subject.type, "value": found.subject.value},
         "validFrom": iso(cert.not_valid_before_utc),
-        "validTo": iso(cert.not_valid_after_utc),
+        "validTo": iso(found.valid_to),
         "lastUseDate": iso(found.last_use),
         "requestDate": iso(found.requested),
     }
@@ -637,7 +672,7 @@ def query_certificates():
         items = [c for c in items if c.status_at(now) == body["status"]]
     if body.get("expiresAfter"):
         limit = datetime.fromisoformat(body["expiresAfter"].replace("Z", "+00:00"))
-        items = [c for c in items if c.certificate.not_valid_after_utc > limit]
+        items = [c for c in items if c.valid_to > limit]
     size = int(request.args.get("pageSize", 10))
     offset = int(request.args.get("pageOffset", 0))
     page = items[offset * size : offset * size + size]
@@ -785,6 +820,29 @@ def public_key_certificates():
     return jsonify(out)
 
 
+# -- limits -----------------------------------------------------------------------------------------
+
+
+@bp.get("/rate-limits")
+@authenticated("access")
+def rate_limits():
+    """``GET /rate-limits``: the API rate limits in force, per group (what the sandbox enforces when on)."""
+    from sandbox.spec import spec_document
+
+    groups = state().rate_limits.groups()
+    names = spec_document()["components"]["schemas"]["EffectiveApiRateLimits"]["properties"]
+    out = {}
+    for name in names:
+        limit = groups.get(name)
+        values = limit.thresholds() if limit else (None, None, None)
+        out[name] = {
+            "perSecond": values[0] or 0,
+            "perMinute": values[1] or 0,
+            "perHour": values[2] or 0,
+        }
+    return jsonify(out)
+
+
 # -- TEST environment helpers -----------------------------------------------------------------------
 
 
@@ -854,6 +912,17 @@ def testdata_block():
 def testdata_unblock():
     """``POST /testdata/context/unblock``."""
     state().block_context((_body().get("contextIdentifier") or {}).get("value", ""), False)
+    return _ok()
+
+
+@bp.put("/testdata/certificates/<serialNumber>")
+@authenticated("access")
+def testdata_certificate(serialNumber: str):  # noqa: N803
+    """``PUT /testdata/certificates/{serialNumber}`` (API 2.7): shorten a certificate's ``validTo``."""
+    valid_to = datetime.fromisoformat(_body()["validTo"].replace("Z", "+00:00"))
+    if valid_to.tzinfo is None:
+        valid_to = valid_to.replace(tzinfo=UTC)
+    state().shorten_certificate(g.auth.identity, serialNumber, valid_to)
     return _ok()
 
 

@@ -24,6 +24,19 @@ import click
     type=float,
     help="Seconds an authentication stays at status 100 before KSeF's decision shows.",
 )
+@click.option(
+    "--rate-limits/--no-rate-limits",
+    default=True,
+    show_default=True,
+    help="Enforce KSeF's API rate limits (the official values, per group, per context and IP address).",
+)
+@click.option(
+    "--rate-limit-scale",
+    default=1.0,
+    show_default=True,
+    type=float,
+    help="Multiply every limit (10: the TEST environment's defaults, ten times production's).",
+)
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the fault injection.")
 @click.option(
     "--state",
@@ -33,7 +46,14 @@ import click
 )
 @click.pass_context
 def sandbox(
-    ctx: click.Context, host: str, port: int, auth_delay: float, seed: int, state_file: str | None
+    ctx: click.Context,
+    host: str,
+    port: int,
+    auth_delay: float,
+    rate_limits: bool,
+    rate_limit_scale: float,
+    seed: int,
+    state_file: str | None,
 ) -> None:
     """Run Klucznik's KSeF sandbox (a local server that follows the official KSeF API)."""
     if ctx.invoked_subcommand is not None:
@@ -46,7 +66,11 @@ def sandbox(
     app = create_app(
         {
             "SANDBOX_CONFIG": Config(
-                auth_delay=auth_delay, enrollment_delay=auth_delay, operation_delay=auth_delay
+                auth_delay=auth_delay,
+                enrollment_delay=auth_delay,
+                operation_delay=auth_delay,
+                rate_limits=rate_limits,
+                rate_limit_scale=rate_limit_scale,
             ),
             "SANDBOX_SEED": seed,
             "SANDBOX_STATE_FILE": state_file,

@@ -135,7 +135,8 @@ class FaultMiddleware:
         self.injector = injector
         self.endpoint_name = endpoint_name
 
-    def _endpoint(self, environ: dict) -> str | None:
+    def endpoint(self, environ: dict) -> str | None:
+        """The operation a request is for, as in the OpenAPI document (``None``: no route matches)."""
         try:
             rule, _ = self.url_map.bind_to_environ(environ).match(return_rule=True)
         except Exception:  # not found, method not allowed: no fault, Flask answers
@@ -143,7 +144,7 @@ class FaultMiddleware:
         return self.endpoint_name(environ["REQUEST_METHOD"], rule.rule)
 
     def __call__(self, environ, start_response):
-        endpoint = self._endpoint(environ)
+        endpoint = self.endpoint(environ)
         fault = self.injector.take(endpoint) if endpoint else None
         if fault is None:
             return self.wsgi_app(environ, start_response)

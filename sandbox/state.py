@@ -19,6 +19,7 @@ import json
 import os
 import secrets
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +39,9 @@ from cryptography.x509.oid import NameOID
 
 from sandbox import ca
 from sandbox.faults import FaultInjector
+from sandbox.ratelimits import RateLimiter
+from sandbox.ratelimits import official_table
+from sandbox.spec import spec_document
 
 CHALLENGE_LIFETIME = timedelta(minutes=10)
 AUTH_RETENTION = timedelta(days=7)
@@ -60,6 +64,11 @@ class Clock:
         with self._lock:
             base = self._frozen if self._frozen is not None else self._source()
             return base + self._offset
+
+    def offset(self) -> timedelta:
+        """How far :meth:`advance` has moved the clock (the rate-limit windows follow it)."""
+        with self._lock:
+            return self._offset
 
     def advance(self, delta: timedelta) -> None:
         """Move time forward by ``delta``."""
@@ -189,10 +198,18 @@ class IssuedCertificate:
     requested: datetime
     status: str = "Active"
     last_use: datetime | None = None
+    #: ``PUT /testdata/certificates/{serialNumber}`` shortened the validity KSeF keeps (the X.509 file the
+    #: owner holds does not change).
+    valid_to_override: datetime | None = None
+
+    @property
+    def valid_to(self) -> datetime:
+        """The end of validity as KSeF sees it."""
+        return self.valid_to_override or self.certificate.not_valid_after_utc
 
     def status_at(self, now: datetime) -> str:
         """Active, Revoked or Expired at ``now``."""
-        if self.status == "Active" and self.certificate.not_valid_after_utc < now:
+        if self.status == "Active" and self.valid_to < now:
             return "Expired"
         return self.status
 
@@ -221,6 +238,11 @@ class Config:
     authentication_token_ttl: float = 15 * 60
     access_token_ttl: float = 15 * 60
     refresh_token_ttl: float = 7 * 24 * 3600
+    #: Enforce KSeF's API rate limits (see :mod:`sandbox.ratelimits`); the ``klucznik sandbox`` server has
+    #: them on, the test fixture off unless a test turns them on.
+    rate_limits: bool = False
+    #: Multiply every official limit (``10``: the TEST environment's defaults, ten times production's).
+    rate_limit_scale: float = 1.0
 
 
 def reference_number(kind: str, now: datetime) -> str:
@@ -281,6 +303,12 @@ class SandboxState:
         self.config = config or Config()
         self.clock = clock or Clock()
         self.faults = FaultInjector(seed=seed)
+        self.rate_limits = RateLimiter(official_table(spec_document()), now=self._limiter_time)
+        self.rate_limits.configure(
+            enabled=self.config.rate_limits,
+            scale=None if self.config.rate_limit_scale == 1 else self.config.rate_limit_scale,
+        )
+        self._limiter_last = 0.0
         self._lock = threading.RLock()
         self._secret = secrets.token_bytes(32)
         self.challenges: dict[str, datetime] = {}
@@ -298,6 +326,8 @@ class SandboxState:
         self.certified_keys: dict[bytes, Identity] = {}
         self.availability = "AVAILABLE"
         self.messages: list[dict[str, Any]] = []
+        #: ``X-System-Warning`` values to send with every successful answer of an endpoint (tests).
+        self.system_warnings: dict[str, str] = {}
         self._event_id = 0
 
     # -- time & tokens --------------------------------------------------------------------------
@@ -305,6 +335,19 @@ class SandboxState:
     def now(self) -> datetime:
         """The sandbox's current time."""
         return self.clock()
+
+    def _limiter_time(self) -> float:
+        """Monotonic seconds plus the clock's offset, never going back (a freeze resets the offset)."""
+        value = time.monotonic() + self.clock.offset().total_seconds()
+        self._limiter_last = max(self._limiter_last, value)
+        return self._limiter_last
+
+    def context_of_token(self, value: str) -> str | None:
+        """The context NIP of a token the sandbox issued (even an expired one), else ``None``."""
+        with self._lock:
+            found = self.tokens.get(value)
+            auth = self.auths.get(found.reference) if found is not None else None
+            return auth.context_nip if auth is not None else None
 
     def _issue_token(self, kind: str, reference: str, ttl: float) -> tuple[str, datetime]:
         valid_until = self.now() + timedelta(seconds=ttl)
@@ -828,6 +871,24 @@ class SandboxState:
                 )
             found.status = "Revoked"
 
+    def shorten_certificate(self, identity: Identity, serial: str, valid_to: datetime) -> None:
+        """``PUT /testdata/certificates/{serialNumber}``: end one of the subject's certificates earlier.
+
+        25008 when the subject has no such certificate; 21405 when ``valid_to`` is later than the current
+        end of validity ("nie może być późniejsza niż obecna").
+        """
+        with self._lock:
+            found = self.certificates.get(serial)
+            if found is None or found.subject != identity:
+                raise SandboxError(25008, "Certyfikat o podanym numerze seryjnym nie istnieje.")
+            if valid_to > found.valid_to:
+                raise SandboxError(
+                    21405,
+                    "Błąd walidacji danych wejściowych.",
+                    ["Nowa data ważności certyfikatu nie może być późniejsza niż obecna."],
+                )
+            found.valid_to_override = valid_to
+
     def touch_certificate(self, serial: str) -> None:
         """Note that a certificate was just used to authenticate (``lastUseDate``)."""
         with self._lock:
@@ -878,6 +939,7 @@ class SandboxState:
                         "requested": _iso(c.requested),
                         "status": c.status,
                         "lastUse": _iso(c.last_use) if c.last_use else None,
+                        "validTo": _iso(c.valid_to_override) if c.valid_to_override else None,
                     }
                     for c in self.certificates.values()
                 ],
@@ -917,6 +979,7 @@ class SandboxState:
                     parse(item["requested"]),
                     item["status"],
                     parse(item["lastUse"]) if item.get("lastUse") else None,
+                    parse(item["validTo"]) if item.get("validTo") else None,
                 )
                 spki = cert.public_key().public_bytes(
                     serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo

@@ -241,6 +241,48 @@ def admin_clear_faults():
     return "", 204
 
 
+@admin.post("/warnings")
+def admin_warnings():
+    """Send ``X-System-Warning`` with an endpoint's successful answers:
+    ``{"endpoint": "POST /auth/xades-signature", "warning": "[sig-001]: ..."}`` (``warning`` null: stop)."""
+    body = request.get_json(silent=True) or {}
+    endpoint = body.get("endpoint")
+    if not endpoint:
+        return jsonify({"error": "endpoint is required"}), 400
+    if body.get("warning"):
+        state().system_warnings[endpoint] = str(body["warning"])
+    else:
+        state().system_warnings.pop(endpoint, None)
+    return jsonify(state().system_warnings)
+
+
+@admin.get("/rate-limits")
+def admin_rate_limits():
+    """The rate limits: on/off, every group's limit, how many requests were accepted and refused."""
+    return jsonify(state().rate_limits.snapshot())
+
+
+@admin.post("/rate-limits")
+def admin_set_rate_limits():
+    """Set the rate limits: ``{"enabled": true, "reset": true, "scale": 10,
+    "groups": {"other": {"perSecond": 2, "perMinute": 5, "perHour": 100}}}`` (every key optional)."""
+    from sandbox.ratelimits import Limit
+
+    body = request.get_json(silent=True) or {}
+    try:
+        groups = {name: Limit.from_json(values) for name, values in (body.get("groups") or {}).items()}
+        scale = body.get("scale")
+        state().rate_limits.configure(
+            enabled=body.get("enabled"),
+            groups=groups,
+            scale=None if scale is None else float(scale),
+            reset=bool(body.get("reset")),
+        )
+    except (AttributeError, TypeError, ValueError) as exc:
+        return jsonify({"error": str(exc)}), 400
+    return jsonify(state().rate_limits.snapshot())
+
+
 @admin.post("/clock")
 def admin_clock():
     """Move the sandbox's clock: ``{"advanceSeconds": 660}``."""

@@ -24,7 +24,7 @@ from tests.support.web import WebClient
 from tests.support.web import make_app
 
 #: Fixtures by area (tests/fixtures/); plain helpers live in tests/support/ and are imported directly.
-pytest_plugins: list[str] = ["tests.fixtures.signing", "tests.fixtures.sandbox"]
+pytest_plugins: list[str] = ["tests.fixtures.signing", "tests.fixtures.sandbox", "tests.fixtures.office_identity"]
 
 
 @pytest.fixture(autouse=True)

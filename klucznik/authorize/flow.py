@@ -29,6 +29,8 @@ from klucznik.ksef.errors import KsefError
 from klucznik.ksef.statuses import Explanation
 from klucznik.ksef.statuses import explain_auth_status
 from klucznik.records import clients
+from klucznik.records import office
+from klucznik.text import Text
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ def advance(
             update_request(db, request.id, at, status="checked")
             request = get_request(db, request.id)
     try:
+        _same_environment(store, request)
         if request.status == "submitted":
             request = _poll_auth(store, request, ksef=ksef, actor=actor, at=at, ip=ip)
         if request.status == "authenticated":
@@ -82,6 +85,7 @@ def advance(
             request = enroll.poll_enrollments(store, request, ksef=ksef, actor=actor, at=at, ip=ip)
     except WizardError as exc:  # a step that cannot run (e.g. no office NIP, no tokens): stop with the reason
         with store.write() as db:
+            request = get_request(db, request.id)  # keep what the step recorded before it stopped
             request = log_step(
                 db,
                 request,
@@ -96,6 +100,7 @@ def advance(
     except KsefError as exc:
         if exc.http_status is not None and 400 <= exc.http_status < 500 and exc.http_status != 429:
             with store.write() as db:  # KSeF refused: the request ends here
+                request = get_request(db, request.id)
                 request = log_step(
                     db,
                     request,
@@ -110,9 +115,56 @@ def advance(
                     reference=request.reference_number,
                     error=exc,
                 )
+        else:  # temporary: the next poll retries; recorded once per outage, not at every poll
+            _record_temporary_failure(store, request, exc, actor=actor, at=at, ip=ip)
         # a refusal ended the request above; anything else is temporary and the next poll retries
         return Progress(request, request.explanation(), notice=exc)
     return Progress(request, request.explanation())
+
+
+def _record_temporary_failure(
+    store: Store, request: AuthRequest, exc: KsefError, *, actor: str, at: datetime, ip: str | None
+) -> None:
+    """Put a temporary KSeF failure (no answer, 5xx, 429) in the operations and audit logs (README: every KSeF
+    operation is audited), once: while the client's last recorded KSeF call is this same failure, polling
+    again writes nothing (no snapshot every second during an outage)."""
+    operation = f"wizard.{request.status}"
+    with store.connect() as db:
+        last = db.execute(
+            "SELECT operation, ok, http_status FROM ksef_operations WHERE client_id = ? ORDER BY id DESC LIMIT 1",
+            [request.client_id],
+        ).fetchone()
+    if last is not None and tuple(last) == (operation, 0, exc.http_status):
+        return
+    with store.write() as db:
+        log_step(
+            db,
+            request,
+            at=at,
+            actor=actor,
+            ip=ip,
+            action="ksef.call_failed",
+            audit_details={"step": request.status, "http_status": exc.http_status, "message": exc.text.pl},
+            operation=operation,
+            ok=False,
+            reference=request.reference_number,
+            error=exc,
+        )
+
+
+def _same_environment(store: Store, request: AuthRequest) -> None:
+    """Refuse to go on with an attempt started in another KSeF environment than the current one."""
+    if request.final or request.status in ("issued", "checked") or request.ksef_environment is None:
+        return
+    with store.connect() as db:
+        current = office.get_office(db).ksef_environment
+    if request.ksef_environment != current:
+        mismatch = office.environment_mismatch(
+            stored=request.ksef_environment,
+            current=current,
+            what=Text("Ta próba logowania", "This login attempt"),
+        )
+        raise WizardError(mismatch.text, code=mismatch.code)
 
 
 def _poll_auth(

@@ -79,6 +79,7 @@ class AuthRequest:
     updated_at: datetime
     authentication_token: str | None = None
     followup: dict[str, Any] | None = None
+    ksef_environment: str | None = None
 
     def expired(self, at: datetime) -> bool:
         """True once KSeF no longer accepts the challenge."""
@@ -87,6 +88,11 @@ class AuthRequest:
     def seconds_left(self, at: datetime) -> int:
         """Whole seconds until the challenge expires (0 when it has)."""
         return max(0, int((self.expires_at - at).total_seconds()))
+
+    @property
+    def awaiting_user(self) -> bool:
+        """True while the attempt waits for the user's go-ahead (method 2, after the limits were shown)."""
+        return bool((self.followup or {}).get("awaiting")) and not self.final
 
     @property
     def final(self) -> bool:
@@ -118,7 +124,7 @@ class AuthRequest:
 _COLUMNS = (
     "id, client_id, method, challenge, challenge_timestamp, expires_at, unsigned_xml, signed_xml, signer, "
     "reference_number, status, status_code, status_description, created_at, updated_at, "
-    "authentication_token, followup"
+    "authentication_token, followup, ksef_environment"
 )
 
 
@@ -142,6 +148,7 @@ def _row_to_request(row: tuple) -> AuthRequest:
         updated,
         token,
         followup,
+        environment,
     ) = row
     return AuthRequest(
         id=id_,
@@ -161,6 +168,7 @@ def _row_to_request(row: tuple) -> AuthRequest:
         updated_at=clock.parse(updated),
         authentication_token=token,
         followup=json.loads(followup or "{}"),
+        ksef_environment=environment,
     )
 
 

@@ -25,11 +25,27 @@ def ksef_client_for(db: Database, **kwargs: Any) -> KsefClient:
     return KsefClient(base_url_for(profile.ksef_environment, profile.sandbox_url or None), **kwargs)
 
 
+def current_environment(db: Database) -> str:
+    """The KSeF environment the office works with now (what every new credential and token belongs to)."""
+    return office.get_office(db).ksef_environment
+
+
 def active_tokens(db: Database, client_id: int) -> AuthTokens | None:
-    """The client's stored KSeF tokens as the client library holds them (``None`` if there are none)."""
+    """The client's stored KSeF tokens as the client library holds them (``None`` if there are none).
+
+    Tokens obtained in another KSeF environment than the current one are never handed out:
+    :class:`~klucznik.records.office.EnvironmentMismatch`.
+    """
     stored = token_records.active_tokens(db, client_id)
     if stored is None:
         return None
+    environment = current_environment(db)
+    if stored.ksef_environment is not None and stored.ksef_environment != environment:
+        raise office.environment_mismatch(
+            stored=stored.ksef_environment,
+            current=environment,
+            what=Text("Sesja KSeF tej firmy", "This company's KSeF session"),
+        )
     return AuthTokens(
         TokenInfo(stored.access_token, stored.access_valid_until),
         TokenInfo(stored.refresh_token, stored.refresh_valid_until),
@@ -50,6 +66,7 @@ def save_tokens(
             tokens.access_token.valid_until,
             tokens.refresh_token.token,
             tokens.refresh_token.valid_until,
+            current_environment(db),
         ),
         at=at,
     )

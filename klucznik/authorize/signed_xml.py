@@ -11,6 +11,7 @@ from datetime import datetime
 
 from klucznik import clock
 from klucznik import xades
+from klucznik.authorize.grant_check import self_grant_error
 from klucznik.authorize.requests import CHALLENGE_LIFETIME
 from klucznik.authorize.requests import METHODS
 from klucznik.authorize.requests import AuthRequest
@@ -25,6 +26,7 @@ from klucznik.ksef.client import KsefClient
 from klucznik.ksef.errors import KsefError
 from klucznik.records import audit
 from klucznik.records import clients
+from klucznik.records import office
 from klucznik.text import Text
 
 
@@ -45,11 +47,29 @@ def issue_request(
         )
     with store.connect() as db:
         client = clients.get_client(db, client_id)
+        office_nip = office.get_office(db).nip
+    if method == "grant" and office_nip and office_nip == client.nip:
+        raise WizardError(self_grant_error(client.nip).text, code="self_grant")
     try:
         challenge = ksef.challenge()
     except KsefError as exc:
-        with store.write() as db:
+        with store.write() as db:  # every KSeF operation is in the audit log, failed ones too (README)
             record_ksef(db, client_id=client_id, at=at, operation="auth.challenge", ok=False, error=exc)
+            audit.record(
+                db,
+                actor=actor,
+                action="ksef.auth.challenge_failed",
+                object_type="client",
+                object_id=client_id,
+                details={
+                    "method": method,
+                    "http_status": exc.http_status,
+                    "codes": list(exc.codes),
+                    "message": exc.text.pl,
+                },
+                ip=ip,
+                at=at,
+            )
         raise
     unsigned = xades.build_auth_token_request(challenge=challenge.challenge, nip=client.nip)
     expires_at = challenge.timestamp + CHALLENGE_LIFETIME
@@ -69,6 +89,7 @@ def issue_request(
                     "created_by": actor,
                     "updated_at": clock.iso(at),
                     "followup": "{}",
+                    "ksef_environment": office.get_office(db).ksef_environment,
                 }
             )
             .last_pk

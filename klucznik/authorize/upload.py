@@ -18,15 +18,17 @@ from klucznik.errors import ValidationError
 from klucznik.records import audit
 from klucznik.records import clients
 from klucznik.records import credentials
+from klucznik.records import office
 from klucznik.text import Text
 
 
 def save_uploaded_set(
     db: Database, *, client_id: int, result: SetCheck, actor: str | None, ip: str | None, at: datetime
-) -> tuple[int, int]:
-    """Store both checked pairs for a client, inside ``store.write()``; returns the new credential ids.
+) -> tuple[int, ...]:
+    """Store the checked pairs for a client, inside ``store.write()``; returns the new credential ids.
 
-    The client's active credentials become ``superseded`` (never deleted), its auth method becomes
+    The pairs given (both, or one when the other was left for later: ``result.absent``) are stored; the
+    client's active credentials of those slots become ``superseded`` (never deleted), its auth method becomes
     ``user_certs`` and an audit record ``credentials.upload`` is written, all in the caller's
     transaction, so either everything is stored or nothing.
     """
@@ -36,10 +38,12 @@ def save_uploaded_set(
             code="invalid",
         )
     clients.get_client(db, client_id)
-    superseded = credentials.supersede_active(db, client_id, at=at)
+    environment = office.get_office(db).ksef_environment
+    superseded = credentials.supersede_active(db, client_id, at=at, slots=result.given)
     ids = tuple(
-        _store_pair(db, client_id=client_id, pair=result.pair(slot), actor=actor, at=at)
+        _store_pair(db, client_id=client_id, pair=result.pair(slot), actor=actor, at=at, environment=environment)
         for slot in certs.SLOTS
+        if slot in result.given
     )
     clients.set_auth_method(db, client_id, "user_certs", at=at)
     audit.record(
@@ -49,9 +53,13 @@ def save_uploaded_set(
         object_type="client",
         object_id=client_id,
         details={
-            "online_serial": result.online.certificate.serial,
-            "offline_serial": result.offline.certificate.serial,
+            **{
+                f"{slot}_serial": result.pair(slot).certificate.serial
+                for slot in result.given
+                if result.pair(slot).certificate is not None
+            },
             "superseded": superseded,
+            "ksef_environment": environment,
         },
         ip=ip,
         at=at,
@@ -59,7 +67,9 @@ def save_uploaded_set(
     return ids
 
 
-def _store_pair(db: Database, *, client_id: int, pair: PairCheck, actor: str | None, at: datetime) -> int:
+def _store_pair(
+    db: Database, *, client_id: int, pair: PairCheck, actor: str | None, at: datetime, environment: str
+) -> int:
     """One uploaded pair as a ``credentials`` row: key bytes as uploaded, the password only if the key needs one."""
     return credentials.add_credential(
         db,
@@ -72,4 +82,5 @@ def _store_pair(db: Database, *, client_id: int, pair: PairCheck, actor: str | N
         key_password=pair.password if pair.key.encrypted else None,
         actor=actor,
         at=at,
+        ksef_environment=environment,
     )

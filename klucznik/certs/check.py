@@ -99,26 +99,45 @@ def check_pair(
 
 
 def check_set(
-    *, online: PairInput, offline: PairInput, nip: str | None, at: datetime, client_nip: str | None = None
+    *,
+    online: PairInput,
+    offline: PairInput,
+    nip: str | None,
+    at: datetime,
+    client_nip: str | None = None,
+    optional: tuple[str, ...] = (),
 ) -> SetCheck:
     """Check the whole form: both pairs, the NIP, the same subject in both, and swaps between sections.
 
     ``client_nip``: the NIP of the client the files are uploaded for; a different NIP typed into the
-    form is refused (``nip_mismatch`` on the ``nip`` field).
+    form is refused (``nip_mismatch`` on the ``nip`` field). ``optional``: the slots that may be left
+    entirely empty (e.g. the offline pair, which can follow later); an empty optional slot is *absent*
+    (no problems, nothing stored), but at least one slot must be given.
     """
     nip_value, nip_problems = check_nip(nip)
     if nip_value is not None and client_nip is not None and nip_value != client_nip:
         nip_problems = (_client_nip_mismatch(nip_value, client_nip),)
+    absent = tuple(
+        slot
+        for slot, given in (("online", online), ("offline", offline))
+        if slot in optional and not (given.crt or given.key or given.password)
+    )
+    if len(absent) == 2:  # nothing at all: the first slot is the one to fill
+        absent = ("offline",)
     pairs = {
-        slot: check_pair(
-            slot=slot, crt=given.crt, key=given.key, password=given.password, at=at, nip=nip_value
-        )
+        slot: PairCheck(slot=slot, certificate=None, key=None, password=None, problems=())
+        if slot in absent
+        else check_pair(slot=slot, crt=given.crt, key=given.key, password=given.password, at=at, nip=nip_value)
         for slot, given in (("online", online), ("offline", offline))
     }
     pairs = detect_swaps_between_pairs(pairs)
     set_problems = list(nip_problems) + different_subjects(pairs)
     return SetCheck(
-        nip=nip_value, online=pairs["online"], offline=pairs["offline"], problems=tuple(set_problems)
+        nip=nip_value,
+        online=pairs["online"],
+        offline=pairs["offline"],
+        problems=tuple(set_problems),
+        absent=absent,
     )
 
 

@@ -198,10 +198,11 @@ def limit_problem(data: bytes | None, *, field: str, slot: str | None) -> Proble
             field,
             slot,
             Text(
-                f"Plik ma {len(data) // 1024} KiB, a pliki certyfikatu i klucza KSeF mają około 1 KiB (limit 64 KiB). "
-                "To chyba nie ten plik — wybierz plik .crt lub .key.",
-                f"The file is {len(data) // 1024} KiB, while KSeF certificate and key files are about 1 KiB (limit "
-                "64 KiB). This is probably the wrong file — choose the .crt or .key file.",
+                # Only the limit + 1 byte is read, so the real size is unknown: state the limit, not a size.
+                f"Plik jest większy niż {MAX_FILE_SIZE // 1024} KiB, a pliki certyfikatu i klucza KSeF mają około "
+                "1 KiB. To chyba nie ten plik — wybierz plik .crt lub .key.",
+                f"The file is larger than {MAX_FILE_SIZE // 1024} KiB, while KSeF certificate and key files are about "
+                "1 KiB. This is probably the wrong file — choose the .crt or .key file.",
             ),
         )
     return None

@@ -242,6 +242,8 @@ class SetCheck:
     online: PairCheck
     offline: PairCheck
     problems: tuple[Problem, ...] = dataclass_field(default=())
+    #: Optional slots left entirely empty (nothing to store for them), e.g. ``("offline",)``.
+    absent: tuple[str, ...] = ()
 
     @property
     def all_problems(self) -> tuple[Problem, ...]:
@@ -249,12 +251,17 @@ class SetCheck:
         return self.online.problems + self.offline.problems + self.problems
 
     @property
+    def given(self) -> tuple[str, ...]:
+        """The slots that were filled in (and are to be stored when everything is correct)."""
+        return tuple(slot for slot in SLOTS if slot not in self.absent)
+
+    @property
     def ok(self) -> bool:
-        """True when both pairs are complete and nothing is an error."""
+        """True when every given pair is complete and nothing is an error."""
         return (
             self.nip is not None
-            and self.online.ok
-            and self.offline.ok
+            and bool(self.given)
+            and all(self.pair(slot).ok for slot in self.given)
             and not any(p.is_error for p in self.all_problems)
         )
 

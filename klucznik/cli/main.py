@@ -12,6 +12,9 @@ from klucznik.cli.admin import backup
 from klucznik.cli.admin import check
 from klucznik.cli.admin import unseal_key
 from klucznik.cli.certs import certs_group
+from klucznik.cli.status import check_clients
+from klucznik.cli.status import check_expiry
+from klucznik.cli.status import remind
 from klucznik.cli.xml import xml
 
 
@@ -20,5 +23,5 @@ def main() -> None:
     """Klucznik: KSeF credentials for an accounting office's clients."""
 
 
-for command in (backup, check, unseal_key, certs_group, xml):
+for command in (backup, check, unseal_key, certs_group, xml, check_expiry, check_clients, remind):
     main.add_command(command)

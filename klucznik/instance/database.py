@@ -15,6 +15,7 @@ from sqlite_utils import Database
 
 from klucznik.errors import InstanceDamaged
 from klucznik.errors import StorageError
+from klucznik.instance.files import private_file
 from klucznik.text import Text
 
 DatabaseError = sqlcipher3.dbapi2.DatabaseError
@@ -55,6 +56,7 @@ def open_database(path: Path, dmk: bytes, *, readonly_checks: bool = False) -> D
         raise InstanceDamaged(
             Text(f"Brak pliku bazy danych {path.name}.", f"The database file {path.name} is missing.")
         )
+    private_file(path)
     conn = sqlcipher3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=10)
     try:
         conn.execute(f"PRAGMA key = \"x'{dmk.hex()}'\"")
@@ -133,6 +135,7 @@ def generation(db: Database) -> int:
 
 def create_database(path: Path, dmk: bytes) -> None:
     """A new, empty SQLCipher 4 database at ``path`` keyed with the raw key ``dmk``, in WAL mode."""
+    private_file(path)
     conn = sqlcipher3.connect(str(path), isolation_level=None)
     try:
         conn.execute(f"PRAGMA key = \"x'{dmk.hex()}'\"")

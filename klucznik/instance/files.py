@@ -8,6 +8,39 @@ from pathlib import Path
 
 #: Every file the instance writes is readable by its owner only (the folders: 0700).
 FILE_MODE = 0o600
+DIR_MODE = 0o700
+#: What SQLite writes next to a database; it gives them the database file's mode when it creates them.
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def private_dir(path: Path) -> None:
+    """Create ``path`` (and its parents) if needed; the folder itself is the owner's only (0700)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o777 != DIR_MODE:
+        os.chmod(path, DIR_MODE)
+
+
+def private_file(path: Path) -> None:
+    """Make ``path`` the owner's only (0600), creating it empty if it does not exist.
+
+    An empty file is what SQLite expects before ``VACUUM INTO`` or a new database, so creating it first
+    gives the file (and the ``-wal``/``-shm`` files SQLite later makes next to it) mode 0600 whatever the
+    umask. An existing file with a looser mode (an instance made by an older version) is tightened, and so
+    are its SQLite side files.
+    """
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except FileExistsError:
+        for candidate in (path, *(path.with_name(path.name + suffix) for suffix in SQLITE_SIDE_FILES)):
+            try:
+                if candidate.stat().st_mode & 0o777 != FILE_MODE:
+                    os.chmod(candidate, FILE_MODE)
+            except FileNotFoundError:
+                continue
+    else:
+        os.close(fd)
 
 
 def write_atomic(path: Path, data: bytes) -> None:

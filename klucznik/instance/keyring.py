@@ -144,8 +144,12 @@ def new_recovery_code() -> str:
     return "-".join(raw[i : i + 4] for i in range(0, len(raw), 4))
 
 
+_LOOK_ALIKES = str.maketrans({"0": "O", "1": "I", "8": "B"})
+
+
 def _normalize_code(code: str) -> bytes:
-    cleaned = re.sub(r"[\s-]", "", code or "").upper()
+    # The digits 0, 1 and 8 never occur in a code: whoever types them read the letters O, I and B.
+    cleaned = re.sub(r"[\s-]", "", code or "").upper().translate(_LOOK_ALIKES)
     if len(cleaned) != 26:
         raise WrongCredentials(
             Text(
@@ -159,8 +163,10 @@ def _normalize_code(code: str) -> bytes:
     except ValueError:
         raise WrongCredentials(
             Text(
-                "Kod odzyskiwania zawiera niedozwolone znaki; sprawdź go z wydrukiem.",
-                "The recovery code has characters it cannot contain; compare it with your printout.",
+                "Kod odzyskiwania zawiera znaki, których w nim nie ma: składa się tylko z liter A–Z i cyfr "
+                "2–7. Sprawdź go z wydrukiem.",
+                "The recovery code has characters it cannot contain: it is made of the letters A–Z and the "
+                "digits 2–7 only. Compare it with your printout.",
             )
         ) from None
 
@@ -417,10 +423,10 @@ class Keyring:
             private,
             wrong_key=WrongCredentials(
                 Text(
-                    "Ten kod odzyskiwania nie pasuje do tej instancji. Sprawdź wydruk (litery O i cyfry 0 "
-                    "się nie zdarzają: kod używa tylko liter A–Z i cyfr 2–7).",
-                    "This recovery code does not match this instance. Check your printout (the code uses "
-                    "only the letters A–Z and the digits 2–7).",
+                    "Ten kod odzyskiwania nie pasuje do tej instancji. Porównaj go znak po znaku z wydrukiem: "
+                    "kod składa się z liter A–Z i cyfr 2–7.",
+                    "This recovery code does not match this instance. Compare it character by character with "
+                    "your printout: the code is made of the letters A–Z and the digits 2–7.",
                 )
             ),
         )

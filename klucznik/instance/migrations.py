@@ -179,3 +179,209 @@ _M004_KEY = str.maketrans({ch: chr(0xE000 + i) for i, ch in enumerate(_M004_ALPH
 def _m004_sort_key(name: str) -> str:
     """The sort key of ``name`` as m004 computed it (casefold, then the Polish alphabet's order)."""
     return name.casefold().translate(_M004_KEY)
+
+
+@migrations()
+def m005_methods_office_identity(db: Database) -> None:
+    """The office's own KSeF certificate and key, and the KSeF environment of every stored credential.
+
+    A credential, a token pair and a login attempt belong to the KSeF environment (TEST, DEMO, PRD or the
+    sandbox) they were obtained in; the portal never uses one in another environment. Rows that exist
+    already get the environment configured at the time of the migration (``test`` when none was saved),
+    which is the only one they can have come from.
+    """
+    db.execute(
+        """CREATE TABLE office_credentials (
+            id INTEGER PRIMARY KEY,
+            ksef_environment TEXT NOT NULL,
+            nip TEXT NOT NULL,
+            origin TEXT NOT NULL CHECK (origin IN ('uploaded', 'generated')),
+            certificate BLOB NOT NULL,
+            private_key BLOB NOT NULL,
+            key_password TEXT,
+            ksef_type TEXT,
+            serial TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            issuer TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            not_before TEXT NOT NULL,
+            not_after TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'superseded')),
+            created_at TEXT NOT NULL,
+            created_by TEXT,
+            superseded_at TEXT,
+            checked_at TEXT,
+            check_ok INTEGER,
+            check_message TEXT
+        )"""
+    )
+    db.execute("CREATE INDEX office_credentials_environment ON office_credentials (ksef_environment, status)")
+    row = db.execute("SELECT value FROM settings WHERE key = 'office.ksef_environment'").fetchone()
+    current = row[0] if row and row[0] else "test"
+    for table in ("credentials", "ksef_tokens", "auth_requests"):
+        db.execute(f"ALTER TABLE {table} ADD COLUMN ksef_environment TEXT")
+        db.execute(f"UPDATE {table} SET ksef_environment = ?", [current])
+
+
+@migrations()
+def m005b_methods_enrollment(db: Database) -> None:
+    """Method 1 proven and method 2 crash-safe.
+
+    ``grant_checks``: each check of a client's grant to the office (the office logged in in the client's
+    context, and the grants it received as KSeF lists them), with the permissions and the outcome in words.
+    ``enrollments``: one row per certificate requested in method 2, written with its private key *before*
+    the certificate request is sent, then the reference number, serial and certificate as KSeF answers, so
+    an interrupted enrollment resumes where it stopped and an issued certificate always finds its key.
+    """
+    db.execute(
+        """CREATE TABLE grant_checks (
+            id INTEGER PRIMARY KEY,
+            client_id INTEGER NOT NULL REFERENCES clients (id),
+            checked_at TEXT NOT NULL,
+            ksef_environment TEXT NOT NULL,
+            office_nip TEXT NOT NULL,
+            login_ok INTEGER NOT NULL,
+            query_ok INTEGER NOT NULL,
+            ok INTEGER NOT NULL,
+            permissions TEXT NOT NULL DEFAULT '[]',
+            message_pl TEXT NOT NULL,
+            message_en TEXT NOT NULL,
+            actor TEXT
+        )"""
+    )
+    db.execute("CREATE INDEX grant_checks_client ON grant_checks (client_id, id)")
+    db.execute(
+        """CREATE TABLE enrollments (
+            id INTEGER PRIMARY KEY,
+            auth_request_id INTEGER NOT NULL REFERENCES auth_requests (id),
+            client_id INTEGER NOT NULL REFERENCES clients (id),
+            ksef_environment TEXT NOT NULL,
+            certificate_type TEXT NOT NULL,
+            slot TEXT NOT NULL,
+            certificate_name TEXT NOT NULL,
+            key_algorithm TEXT NOT NULL,
+            private_key BLOB NOT NULL,
+            csr BLOB NOT NULL,
+            status TEXT NOT NULL,
+            reference_number TEXT,
+            serial TEXT,
+            certificate BLOB,
+            credential_id INTEGER,
+            error TEXT,
+            sent_at TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX enrollments_request ON enrollments (auth_request_id)")
+    db.execute("CREATE INDEX enrollments_status ON enrollments (status)")
+
+
+@migrations()
+def m007_flows_old_nip(db: Database) -> None:
+    """A client's NIP changed after it was connected: its authorization stays as history of the old NIP.
+
+    ``old_nip`` is set on the credentials, KSeF tokens and login attempts that belonged to the client
+    under its previous NIP; such rows are never used again (their status is no longer active).
+    """
+    for table in ("credentials", "ksef_tokens", "auth_requests"):
+        db.execute(f"ALTER TABLE {table} ADD COLUMN old_nip TEXT")
+
+
+@migrations()
+def m006_status_checks(db: Database) -> None:
+    """The status page: live checks of stored credentials, each client's latest outcome, check-all jobs.
+
+    ``status_checks`` keeps every check (append-only history, what the page's "last check" and the
+    per-certificate KSeF statuses come from); ``status_latest`` holds each client's newest check so the
+    page filters thousands of clients without scanning the history; ``status_jobs`` is a "check all"
+    run (its progress survives a restart: ``state`` running → resumed or marked interrupted).
+    """
+    db.execute(
+        """CREATE TABLE status_jobs (
+            id INTEGER PRIMARY KEY,
+            state TEXT NOT NULL CHECK (state IN ('running', 'done', 'cancelled', 'interrupted')),
+            client_ids TEXT NOT NULL DEFAULT '[]',
+            total INTEGER NOT NULL DEFAULT 0,
+            done INTEGER NOT NULL DEFAULT 0,
+            failed INTEGER NOT NULL DEFAULT 0,
+            cancel_requested INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            created_by TEXT,
+            updated_at TEXT NOT NULL,
+            finished_at TEXT
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE status_checks (
+            id INTEGER PRIMARY KEY,
+            client_id INTEGER NOT NULL REFERENCES clients (id),
+            job_id INTEGER REFERENCES status_jobs (id),
+            at TEXT NOT NULL,
+            ok INTEGER NOT NULL,
+            method TEXT,
+            grant_state TEXT,
+            certificates TEXT NOT NULL DEFAULT '{}',
+            limits TEXT,
+            error_code TEXT,
+            http_status INTEGER,
+            ksef_code INTEGER,
+            ksef_text TEXT NOT NULL DEFAULT '',
+            message_pl TEXT NOT NULL DEFAULT '',
+            message_en TEXT NOT NULL DEFAULT ''
+        )"""
+    )
+    db.execute("CREATE INDEX status_checks_client ON status_checks (client_id, id)")
+    db.execute("CREATE INDEX status_checks_job ON status_checks (job_id, client_id)")
+    db.execute(
+        """CREATE TABLE status_latest (
+            client_id INTEGER PRIMARY KEY REFERENCES clients (id),
+            check_id INTEGER NOT NULL REFERENCES status_checks (id),
+            at TEXT NOT NULL,
+            ok INTEGER NOT NULL,
+            grant_state TEXT
+        )"""
+    )
+    db.execute("CREATE INDEX status_latest_ok ON status_latest (ok)")
+    db.execute("CREATE INDEX credentials_active_expiry ON credentials (status, not_after, client_id)")
+
+
+@migrations()
+def m006b_status_reminders(db: Database) -> None:
+    """E-mail reminders of expiring items: one row per item and threshold (30, 14, 7, 1 days) once sent, so
+    ``klucznik remind`` never sends the same reminder twice. The SMTP settings live in ``settings``."""
+    db.execute(
+        """CREATE TABLE status_reminders (
+            id INTEGER PRIMARY KEY,
+            client_id INTEGER NOT NULL REFERENCES clients (id),
+            kind TEXT NOT NULL,
+            serial TEXT NOT NULL,
+            threshold INTEGER NOT NULL,
+            valid_to TEXT NOT NULL,
+            sent_at TEXT NOT NULL,
+            UNIQUE (client_id, kind, serial, threshold)
+        )"""
+    )
+
+
+@migrations()
+def m005c_signing_links(db: Database) -> None:
+    """One-time signing links: a client without an account signs the login file on the portal's public page.
+
+    Only a SHA-256 of the link's secret is stored; a link lives 7 days or until one successful use.
+    """
+    db.execute(
+        """CREATE TABLE signing_links (
+            id INTEGER PRIMARY KEY,
+            client_id INTEGER NOT NULL REFERENCES clients (id),
+            method TEXT NOT NULL,
+            token_hash TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            created_by TEXT,
+            expires_at TEXT NOT NULL,
+            auth_request_id INTEGER REFERENCES auth_requests (id),
+            used_at TEXT,
+            revoked_at TEXT
+        )"""
+    )
+    db.execute("CREATE INDEX signing_links_client ON signing_links (client_id, id)")

@@ -63,6 +63,9 @@ from klucznik.instance.database import integrity_report
 from klucznik.instance.database import open_database
 from klucznik.instance.database import rekey
 from klucznik.instance.files import fsync_dir
+from klucznik.instance.files import private_dir
+from klucznik.instance.files import private_file
+from klucznik.instance.files import write_atomic
 from klucznik.instance.keyring import DEFAULT_KDF
 from klucznik.instance.keyring import KdfParams
 from klucznik.instance.keyring import Keyring
@@ -356,8 +359,8 @@ class Store:
                 raise ValidationError(
                     Text("Portal jest już skonfigurowany.", "The portal is already set up.")
                 )
-            self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self.snapshot_path.mkdir(mode=0o700, exist_ok=True)
+            private_dir(self.path)
+            private_dir(self.snapshot_path)
             dmk = secrets.token_bytes(32)
             ring, code = Keyring.create(self.keyring_path, dmk)
             ring.add_user(username, password, dmk, self.kdf)
@@ -420,7 +423,7 @@ class Store:
                         )
                     )
                 return self.last_unseal or UnsealResult(generation=-1)
-            self.snapshot_path.mkdir(mode=0o700, exist_ok=True)
+            private_dir(self.snapshot_path)
             with self._write_lock, self._writer.exclusive():
                 alone = self._alive.try_exclusive()
                 try:
@@ -913,7 +916,7 @@ class Store:
         first, then the snapshot: after a crash between the two, the old snapshot and the new log restore
         the same generation.
         """
-        self.snapshot_path.mkdir(mode=0o700, exist_ok=True)
+        private_dir(self.snapshot_path)
         if refresh:
             self._refresh()
         gen = generation(db)
@@ -1000,6 +1003,7 @@ class Store:
 
     def _vacuum_copy(self, db: Database, target: Path) -> Database:
         """``VACUUM INTO target``: a consistent encrypted copy of ``db``, made durable and opened for reading."""
+        private_file(target)  # empty, mode 0600: VACUUM INTO fills it
         db.execute("VACUUM INTO ?", [str(target)])
         with open(target, "rb+") as fh:
             os.fsync(fh.fileno())
@@ -1060,7 +1064,7 @@ class Store:
                 )
             )
         self._require_dmk()
-        dest.mkdir(parents=True, exist_ok=True)
+        private_dir(dest)
         tmp = dest / f".{DB_NAME}.tmp"
         with self._lock:
             ring_bytes = self.keyring_path.read_bytes()
@@ -1078,7 +1082,7 @@ class Store:
                 )
             )
         os.replace(tmp, dest / DB_NAME)
-        (dest / KEYRING_NAME).write_bytes(ring_bytes)
+        write_atomic(dest / KEYRING_NAME, ring_bytes)
         fsync_dir(dest)
         return {"ok": True, "path": str(dest), "generation": gen, **report}
 

@@ -44,6 +44,7 @@ from klucznik.ksef.models import OperationStatus
 from klucznik.ksef.models import PersonalGrant
 from klucznik.ksef.models import PersonalGrantsPage
 from klucznik.ksef.models import PublicKeyCertificate
+from klucznik.ksef.models import RateLimit
 from klucznik.ksef.models import RetrievedCertificate
 from klucznik.ksef.models import SessionsPage
 from klucznik.ksef.models import Status
@@ -54,6 +55,7 @@ from klucznik.ksef.transport import BearerAuth
 from klucznik.ksef.transport import RetryPolicy
 from klucznik.ksef.transport import TokenHolder
 from klucznik.ksef.transport import Transport
+from klucznik.ksef.warnings import SystemWarning
 from klucznik.text import Text
 
 
@@ -104,7 +106,7 @@ class KsefClient:
         self.refresh_margin = refresh_margin
         self.tokens: TokenHolder | None = None
         self.latarnia = Latarnia(self.transport, latarnia_url or latarnia_for(self.base_url))
-        self.testdata = TestData(self.call)
+        self.testdata = TestData(self.call, auth=self._access_auth)
 
     @property
     def session(self) -> requests.Session:
@@ -115,6 +117,15 @@ class KsefClient:
     def warnings(self) -> list[str]:
         """Every ``X-System-Warning`` KSeF sent to this client, oldest first."""
         return self.transport.warnings
+
+    @property
+    def system_warnings(self) -> list[SystemWarning]:
+        """The same warnings read into codes and messages, each with the call that got it."""
+        return self.transport.system_warnings
+
+    def take_warnings(self) -> list[SystemWarning]:
+        """The warnings received since the last call (to log and show each once)."""
+        return self.transport.take_warnings()
 
     def close(self) -> None:
         """Close the pooled connections."""
@@ -323,7 +334,7 @@ class KsefClient:
                 AuthSession(
                     reference_number=item["referenceNumber"],
                     start_date=clock.parse(item["startDate"]),
-                    authentication_method=item["authenticationMethod"],
+                    authentication_method=item.get("authenticationMethod") or info.get("category", ""),
                     method_info=AuthMethodInfo(info["category"], info["code"], info["displayName"]),
                     status=Status.from_json(item["status"]),
                     is_current=bool(item.get("isCurrent")),
@@ -588,6 +599,20 @@ class KsefClient:
             auth=self._access_auth(),
         )
         return OperationAccepted(data["referenceNumber"])
+
+    # -- limits ---------------------------------------------------------------------------------
+
+    def rate_limits(self) -> dict[str, RateLimit]:
+        """``GET /rate-limits``: the API rate limits in force for this context and address, by group
+        (``other`` covers certificates, permissions and tokens; unknown groups are kept)."""
+        data = self.call("GET", "/rate-limits", idempotent=True, auth=self._access_auth())
+        return {
+            group: RateLimit(
+                int(v.get("perSecond") or 0), int(v.get("perMinute") or 0), int(v.get("perHour") or 0)
+            )
+            for group, v in data.items()
+            if isinstance(v, dict)
+        }
 
     # -- security -------------------------------------------------------------------------------
 

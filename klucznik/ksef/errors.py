@@ -28,10 +28,10 @@ _CODE_MESSAGES: Mapping[int, Text] = {
         "sign it without opening or editing it, and upload it again.",
     ),
     9102: Text(
-        "Plik nie zawiera podpisu. Podpisz plik podpisem kwalifikowanym, pieczęcią albo Profilem Zaufanym "
+        "Plik nie zawiera podpisu. Podpisz plik podpisem kwalifikowanym albo pieczęcią kwalifikowaną "
         "i wgraj podpisany plik.",
-        "The file carries no signature. Sign it with a qualified signature, a seal or Profil Zaufany and "
-        "upload the signed file.",
+        "The file carries no signature. Sign it with a qualified signature or a qualified seal and upload the "
+        "signed file.",
     ),
     9103: Text(
         "Plik ma więcej niż jeden podpis. Podpisz oryginalny plik tylko raz.",
@@ -55,9 +55,9 @@ _CODE_MESSAGES: Mapping[int, Text] = {
     ),
     21115: Text(
         "KSeF nie przyjął certyfikatu użytego do podpisu. Użyj ważnego certyfikatu kwalifikowanego, "
-        "pieczęci albo Profilu Zaufanego.",
-        "KSeF did not accept the certificate used to sign. Use a valid qualified certificate, seal or "
-        "Profil Zaufany.",
+        "pieczęci kwalifikowanej.",
+        "KSeF did not accept the certificate used to sign. Use a valid qualified certificate or qualified "
+        "seal.",
     ),
     21117: Text(
         "Identyfikator firmy w pliku nie pasuje do rodzaju kontekstu. Wygeneruj plik ponownie w portalu.",
@@ -101,15 +101,15 @@ _CODE_MESSAGES: Mapping[int, Text] = {
     ),
     25001: Text(
         "Po tym sposobie logowania KSeF nie wydaje danych do certyfikatu. Uwierzytelnij się podpisem "
-        "kwalifikowanym, pieczęcią lub Profilem Zaufanym.",
+        "kwalifikowanym albo pieczęcią kwalifikowaną.",
         "KSeF does not give certificate data after this kind of login. Authenticate with a qualified "
-        "signature, a seal or Profil Zaufany.",
+        "signature or a qualified seal.",
     ),
     25002: Text(
         "Po tym sposobie logowania nie można wnioskować o certyfikat KSeF. Uwierzytelnij się podpisem "
-        "kwalifikowanym, pieczęcią lub Profilem Zaufanym.",
+        "kwalifikowanym albo pieczęcią kwalifikowaną.",
         "A KSeF certificate cannot be requested after this kind of login. Authenticate with a qualified "
-        "signature, a seal or Profil Zaufany.",
+        "signature or a qualified seal.",
     ),
     25003: Text(
         "Dane we wniosku o certyfikat nie zgadzają się z danymi osoby lub firmy, która się "
@@ -190,9 +190,9 @@ _REASON_MESSAGES: Mapping[str, Text] = {
     ),
     "auth-method-not-allowed": Text(
         "Tej operacji nie można wykonać po takim sposobie logowania do KSeF. Uwierzytelnij się podpisem "
-        "kwalifikowanym, pieczęcią albo Profilem Zaufanym.",
+        "kwalifikowanym albo pieczęcią kwalifikowaną.",
         "This operation is not available after this kind of KSeF login. Authenticate with a qualified "
-        "signature, a seal or Profil Zaufany.",
+        "signature or a qualified seal.",
     ),
     "security-service-blocked": Text(
         "KSeF zablokował żądanie (mechanizmy bezpieczeństwa). Skontaktuj się z Ministerstwem Finansów.",
@@ -259,6 +259,15 @@ def _text_for(http_status: int | None, codes: tuple[int, ...], descriptions: tup
         return _SERVER_MESSAGE
     text = _HTTP_MESSAGES.get(http_status or 0, _HTTP_MESSAGES[400])
     return text + f"KSeF: {descriptions[0]}" if descriptions else text
+
+
+def explain(http_status: int | None, codes: Iterable[int] = ()) -> Text:
+    """What an error KSeF answered means and what to do, from the one table above (by code, then HTTP status).
+
+    Pages that list errors recorded earlier (the status page's "KSeF errors") use it, so a recorded error
+    reads exactly like the one shown when it happened.
+    """
+    return _text_for(http_status, tuple(codes), ())
 
 
 def error_from_response(response: requests.Response) -> KsefError:

@@ -1,8 +1,10 @@
 """What KSeF answers, as frozen dataclasses with Python types (aware UTC ``datetime``, DER ``bytes``).
 
 Nothing upstream reads KSeF's JSON by hand: each result knows how to read its own JSON shape. Unknown
-enum values (KSeF adds permission types and statuses between versions) are kept as plain strings, never
-refused.
+enum values (KSeF adds permission types and statuses between versions: API 2.7 added
+``CollectiveIdentifierManage``) are kept as plain strings, never refused. ``authenticationMethod`` is
+deprecated in favour of ``authenticationMethodInfo`` (its removal was postponed): it is read when present,
+else the category of ``authenticationMethodInfo`` stands in.
 """
 
 from __future__ import annotations
@@ -118,7 +120,7 @@ class AuthStatus:
         info = data["authenticationMethodInfo"]
         return cls(
             start_date=clock.parse(data["startDate"]),
-            authentication_method=data["authenticationMethod"],
+            authentication_method=data.get("authenticationMethod") or info.get("category", ""),
             method_info=AuthMethodInfo(info["category"], info["code"], info["displayName"]),
             status=Status.from_json(data["status"]),
             is_token_redeemed=data.get("isTokenRedeemed"),
@@ -364,6 +366,15 @@ class PublicKeyCertificate:
     valid_from: datetime
     valid_to: datetime
     usage: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """One group's API rate limit: requests per second, minute and hour (0: no such threshold)."""
+
+    per_second: int
+    per_minute: int
+    per_hour: int
 
 
 @dataclass(frozen=True)

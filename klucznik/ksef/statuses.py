@@ -63,10 +63,10 @@ _AUTH_EXPLANATIONS: Mapping[int, Text] = {
         "it right away and upload it.",
     ),
     460: Text(
-        "Certyfikat użyty do podpisu jest nieważny ({detail}). Podpisz plik ważnym podpisem kwalifikowanym, "
-        "pieczęcią lub profilem zaufanym.",
-        "The signing certificate is not valid ({detail}). Sign the file with a valid qualified signature, seal "
-        "or Profil Zaufany.",
+        "Certyfikat użyty do podpisu jest nieważny ({detail}). Podpisz plik ważnym podpisem kwalifikowanym "
+        "albo pieczęcią kwalifikowaną.",
+        "The signing certificate is not valid ({detail}). Sign the file with a valid qualified signature or "
+        "qualified seal.",
     ),
     470: Text(
         "KSeF odmówił: próba użycia danych osoby zmarłej. Plik musi podpisać inna osoba uprawniona.",

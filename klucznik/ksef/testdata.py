@@ -8,16 +8,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
+
+from klucznik.ksef.models import format_datetime
 
 
 class TestData:
-    """``/testdata/*`` of an environment; ``call`` is :meth:`KsefClient.call` of a client of that environment."""
+    """``/testdata/*`` of an environment; ``call`` is :meth:`KsefClient.call` of a client of that environment,
+    ``auth`` gives the session's bearer authentication for the helpers that act as the authenticated subject."""
 
     __test__ = False  # not a pytest test class, despite the name
 
-    def __init__(self, call: Callable[..., Any]) -> None:
+    def __init__(self, call: Callable[..., Any], auth: Callable[[], Any] | None = None) -> None:
         self.call = call
+        self.auth = auth
 
     def person(
         self,
@@ -66,3 +71,16 @@ class TestData:
             "authorizedIdentifier": {"type": identifier_type, "value": identifier},
         }
         self.call("POST", "/testdata/permissions/revoke", idempotent=True, json=body)
+
+    def shorten_certificate(self, serial_number: str, *, valid_to: datetime) -> None:
+        """TEST only (API 2.7): ``PUT /testdata/certificates/{serialNumber}`` ends one of the authenticated
+        subject's KSeF certificates at ``valid_to`` (no later than its current end) to simulate expiry."""
+        if self.auth is None:
+            raise RuntimeError("shorten_certificate needs an authenticated client")
+        self.call(
+            "PUT",
+            f"/testdata/certificates/{serial_number}",
+            idempotent=True,
+            json={"validTo": format_datetime(valid_to)},
+            auth=self.auth(),
+        )

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -37,6 +38,8 @@ from klucznik.ksef.errors import error_from_response
 from klucznik.ksef.errors import retry_after_seconds
 from klucznik.ksef.models import AuthTokens
 from klucznik.ksef.models import TokenInfo
+from klucznik.ksef.warnings import SystemWarning
+from klucznik.ksef.warnings import parse as parse_warnings
 from klucznik.text import Text
 
 
@@ -151,7 +154,9 @@ class Transport:
     and Latarnia's.
 
     ``warnings`` collects every ``X-System-Warning`` KSeF sent (non-blocking technical warnings, e.g.
-    ``[sig-001]`` for a signature the strict XAdES profile will refuse): the caller shows and logs them.
+    ``[sig-001]`` for a signature the strict XAdES profile will refuse), as sent; ``system_warnings`` the
+    same read into :class:`~klucznik.ksef.warnings.SystemWarning` with the call that got each. The caller
+    shows and logs them (:meth:`take_warnings` hands over the ones not taken yet).
     """
 
     def __init__(
@@ -170,6 +175,9 @@ class Transport:
         self.retry = retries or RetryPolicy()
         self.sleep = sleep
         self.warnings: list[str] = []
+        self.system_warnings: list[SystemWarning] = []
+        self._taken = 0
+        self._warnings_lock = threading.Lock()
         self.session = session or requests.Session()
         # Retries are ours (see the module docstring), so urllib3 must not retry on its own.
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=8, max_retries=0)
@@ -207,7 +215,7 @@ class Transport:
                 raise _transport_error(exc) from exc
             warning = response.headers.get("X-System-Warning")
             if warning:
-                self.warnings.append(warning)
+                self._note_warning(warning, method, url)
             if response.status_code in expected:
                 return response
             if response.status_code == 429:
@@ -225,6 +233,19 @@ class Transport:
                     self.sleep(self.retry.backoff_for(failures))
                     continue
             raise error_from_response(response)
+
+    def _note_warning(self, header: str, method: str, url: str) -> None:
+        operation = f"{method.upper()} {urlsplit(url).path}"
+        with self._warnings_lock:
+            self.warnings.append(header)
+            self.system_warnings.extend(parse_warnings(header, operation=operation))
+
+    def take_warnings(self) -> list[SystemWarning]:
+        """The warnings received since the last call (each is handed over once)."""
+        with self._warnings_lock:
+            taken = self.system_warnings[self._taken :]
+            self._taken = len(self.system_warnings)
+            return taken
 
     def json(
         self, method: str, url: str, *, idempotent: bool, expected: Iterable[int] = (200,), **kwargs: Any

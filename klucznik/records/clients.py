@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -10,8 +11,10 @@ from sqlite_utils import Database
 
 from klucznik import ids
 from klucznik.clock import iso
+from klucznik.errors import Conflict
 from klucznik.errors import FieldErrors
 from klucznik.errors import NotFound
+from klucznik.errors import PortalError
 from klucznik.errors import ValidationError
 from klucznik.instance.database import IntegrityError
 from klucznik.records import audit
@@ -81,7 +84,10 @@ def validate(*, nip: str, name: str, email: str = "", notes: str = "") -> Client
         errors["name"] = ValidationError(Text("Wpisz nazwę firmy.", "Enter the company name."), field="name")
     elif len(name) > 300:
         errors["name"] = ValidationError(
-            Text("Nazwa może mieć najwyżej 300 znaków.", "The name can have at most 300 characters."),
+            Text(
+                f"Nazwa może mieć najwyżej 300 znaków (wpisano {len(name)}).",
+                f"The name can have at most 300 characters ({len(name)} entered).",
+            ),
             field="name",
         )
     email = (email or "").strip()
@@ -96,7 +102,10 @@ def validate(*, nip: str, name: str, email: str = "", notes: str = "") -> Client
     notes = (notes or "").strip()
     if len(notes) > 5000:
         errors["notes"] = ValidationError(
-            Text("Notatka może mieć najwyżej 5000 znaków.", "Notes can have at most 5000 characters."),
+            Text(
+                f"Notatka może mieć najwyżej 5000 znaków (wpisano {len(notes)}).",
+                f"Notes can have at most 5000 characters ({len(notes)} entered).",
+            ),
             field="notes",
         )
     if errors:
@@ -164,11 +173,120 @@ def create_client(
     return get_client(db, client_id)
 
 
+class NipChangeNeedsConfirmation(PortalError):
+    """The NIP of a connected client is to change: the user must confirm (its authorization becomes old)."""
+
+    code = "nip_change_needs_confirmation"
+
+    def __init__(self, client: Client, new_nip: str) -> None:
+        super().__init__(
+            Text(
+                f"Klient jest już połączony z KSeF dla NIP {client.nip_formatted}. Po zmianie NIP-u na "
+                f"{ids.format_nip(new_nip)} dotychczasowa autoryzacja (uprawnienia nadane biuru, certyfikaty, "
+                "tokeny KSeF) zostanie oznaczona jako należąca do starego NIP-u i nie będzie używana; klienta "
+                "trzeba będzie połączyć ponownie. Jeśli to inna firma, dodaj ją jako nowego klienta.",
+                f"The client is already connected to KSeF for NIP {client.nip_formatted}. After changing the NIP "
+                f"to {ids.format_nip(new_nip)} its authorization (permissions granted to the office, "
+                "certificates, KSeF tokens) will be marked as belonging to the old NIP and never used; the "
+                "client will have to be connected again. If this is another company, add it as a new client.",
+            )
+        )
+        self.client = client
+        self.new_nip = new_nip
+
+
+def is_connected(db: Database, client_id: int) -> bool:
+    """True when the client has an authorization tied to its NIP: a method, active certificates or tokens,
+    or a login attempt in progress."""
+    row = db.execute(
+        "SELECT (SELECT auth_method IS NOT NULL FROM clients WHERE id = :id) "
+        "OR EXISTS (SELECT 1 FROM credentials WHERE client_id = :id AND status = 'active') "
+        "OR EXISTS (SELECT 1 FROM ksef_tokens WHERE client_id = :id AND status = 'active') "
+        "OR EXISTS (SELECT 1 FROM auth_requests WHERE client_id = :id "
+        "AND status NOT IN ('done', 'failed', 'expired'))",
+        {"id": client_id},
+    ).fetchone()
+    return bool(row[0])
+
+
+_OLD_NIP_ERROR = json.dumps(
+    {
+        "pl": "NIP klienta został zmieniony; ta próba dotyczyła starego NIP-u i nie będzie kontynuowana.",
+        "en": "The client's NIP was changed; this attempt was for the old NIP and will not continue.",
+        "code": "old_nip",
+    },
+    ensure_ascii=False,
+)
+
+
+def retire_authorization(db: Database, client_id: int, old_nip: str, *, at: datetime) -> dict[str, int]:
+    """Mark the client's authorization as the old NIP's (inside ``store.write()``); never deletes anything.
+
+    Active credentials and tokens become ``superseded`` with ``old_nip``; attempts in progress end as
+    ``failed``; every attempt of the old NIP keeps ``old_nip``; the client has no method any more.
+    """
+    moment = iso(at)
+    counts = {
+        "credentials": db.execute(
+            "UPDATE credentials SET status = 'superseded', superseded_at = ?, old_nip = ? "
+            "WHERE client_id = ? AND status = 'active'",
+            [moment, old_nip, client_id],
+        ).rowcount,
+        "tokens": db.execute(
+            "UPDATE ksef_tokens SET status = 'superseded', old_nip = ? WHERE client_id = ? AND status = 'active'",
+            [old_nip, client_id],
+        ).rowcount,
+        "attempts_stopped": db.execute(
+            "UPDATE auth_requests SET status = 'failed', authentication_token = NULL, updated_at = ?, "
+            "followup = json_set(coalesce(followup, '{}'), '$.error', json(?)) "
+            "WHERE client_id = ? AND status NOT IN ('done', 'failed', 'expired')",
+            [moment, _OLD_NIP_ERROR, client_id],
+        ).rowcount,
+    }
+    db.execute("UPDATE auth_requests SET old_nip = ? WHERE client_id = ? AND old_nip IS NULL", [old_nip, client_id])
+    db.execute("UPDATE clients SET auth_method = NULL WHERE id = ?", [client_id])
+    return counts
+
+
+def old_nips(db: Database, client_id: int) -> list[str]:
+    """The client's previous NIPs whose authorization was retired (:func:`retire_authorization`), sorted."""
+    rows = db.execute(
+        "SELECT old_nip FROM auth_requests WHERE client_id = :id AND old_nip IS NOT NULL "
+        "UNION SELECT old_nip FROM credentials WHERE client_id = :id AND old_nip IS NOT NULL "
+        "UNION SELECT old_nip FROM ksef_tokens WHERE client_id = :id AND old_nip IS NOT NULL",
+        {"id": client_id},
+    ).fetchall()
+    return sorted(row[0] for row in rows)
+
+
+def of_old_nip(db: Database, request_id: int) -> bool:
+    """True when the login attempt ``request_id`` belonged to the client's previous NIP."""
+    row = db.execute("SELECT old_nip FROM auth_requests WHERE id = ?", [request_id]).fetchone()
+    return bool(row and row[0])
+
+
 def update_client(
-    db: Database, client_id: int, values: ClientInput, *, actor: str, ip: str | None = None, at: datetime
+    db: Database,
+    client_id: int,
+    values: ClientInput,
+    *,
+    actor: str,
+    ip: str | None = None,
+    at: datetime,
+    confirm_nip_change: str | None = None,
 ) -> Client:
-    """Change a client's data (inside ``store.write()``)."""
-    before = get_client(db, client_id)
+    """Change a client's data (inside ``store.write()``); an archived client is read-only (:class:`Conflict`).
+
+    A new NIP for a connected client needs ``confirm_nip_change`` equal to that NIP
+    (:class:`NipChangeNeedsConfirmation` otherwise, nothing changed); the authorization of the old NIP is
+    then retired (:func:`retire_authorization`).
+    """
+    before = require_active(get_client(db, client_id))
+    retired = None
+    if values.nip != before.nip and is_connected(db, client_id):
+        if confirm_nip_change != values.nip:
+            raise NipChangeNeedsConfirmation(before, values.nip)
+        retired = retire_authorization(db, client_id, before.nip, at=at)
     try:
         db.execute(
             "UPDATE clients SET nip = ?, name = ?, email = ?, notes = ?, search_text = ?, sort_key = ?, "
@@ -197,7 +315,11 @@ def update_client(
         action="clients.update",
         object_type="client",
         object_id=client_id,
-        details={"changed": sorted(changed)},
+        details={
+            "changed": sorted(changed),
+            "changes": {k: [getattr(before, k), changed[k]] for k in sorted(changed)},
+            **({"old_nip_authorization": retired} if retired else {}),
+        },
         ip=ip,
         at=at,
     )
@@ -234,12 +356,33 @@ def set_auth_method(db: Database, client_id: int, method: str, *, at: datetime) 
     )
 
 
+def require_active(client: Client) -> Client:
+    """``client`` unless it is archived: archived clients are read-only until restored (:class:`Conflict`)."""
+    if client.archived_at:
+        raise Conflict(
+            Text(
+                f"Klient „{client.name}” jest w archiwum, więc jego danych i połączenia z KSeF nie można "
+                "zmieniać. Przywróć go z archiwum (przycisk na stronie klienta) i spróbuj ponownie.",
+                f"The client “{client.name}” is archived, so its data and KSeF connection cannot be changed. "
+                "Bring it back from the archive (the button on the client's page) and try again.",
+            ),
+            code="client_archived",
+        )
+    return client
+
+
 def get_client(db: Database, client_id: int) -> Client:
     """The client ``client_id``; :class:`NotFound` if there is none."""
     row = db.execute(f"SELECT {_COLUMNS} FROM clients WHERE id = ?", [client_id]).fetchone()
     if row is None:
         raise NotFound(Text("Nie ma takiego klienta (mógł zostać usunięty z listy).", "No such client."))
     return Client(*row)
+
+
+def find_by_nip(db: Database, nip: str) -> Client | None:
+    """The client with this (normalised) NIP, archived or not; ``None`` when the NIP is new."""
+    row = db.execute(f"SELECT {_COLUMNS} FROM clients WHERE nip = ?", [nip]).fetchone()
+    return Client(*row) if row else None
 
 
 def search(

@@ -30,12 +30,25 @@ class CertificateFacts(Protocol):
     not_after: datetime
 
 
-def supersede_active(db: Database, client_id: int, *, at: datetime) -> int:
-    """Mark the client's active credentials ``superseded`` as of ``at``; returns how many there were."""
+def supersede_active(
+    db: Database, client_id: int, *, at: datetime, slots: tuple[str, ...] = ("online", "offline")
+) -> int:
+    """Mark the client's active credentials of ``slots`` ``superseded`` as of ``at``; returns how many."""
+    marks = ", ".join("?" for _ in slots)
     return db.execute(
-        "UPDATE credentials SET status = 'superseded', superseded_at = ? WHERE client_id = ? AND status = 'active'",
-        [iso(at), client_id],
+        "UPDATE credentials SET status = 'superseded', superseded_at = ? WHERE client_id = ? AND status = 'active' "
+        f"AND slot IN ({marks})",
+        [iso(at), client_id, *slots],
     ).rowcount
+
+
+def active_slots(db: Database, client_id: int) -> tuple[str, ...]:
+    """The slots (``online``, ``offline``) in which the client has an active credential."""
+    rows = db.execute(
+        "SELECT DISTINCT slot FROM credentials WHERE client_id = ? AND status = 'active'", [client_id]
+    ).fetchall()
+    found = {row[0] for row in rows}
+    return tuple(slot for slot in ("online", "offline") if slot in found)
 
 
 def add_credential(
@@ -50,8 +63,12 @@ def add_credential(
     key_password: str | None,
     actor: str | None,
     at: datetime,
+    ksef_environment: str,
 ) -> int:
-    """Insert one active ``credentials`` row (certificate DER + key bytes as given) and return its id."""
+    """Insert one active ``credentials`` row (certificate DER + key bytes as given) and return its id.
+
+    ``ksef_environment`` is the KSeF environment the certificate belongs to (it is never used in another).
+    """
     return (
         db["credentials"]
         .insert(
@@ -72,6 +89,7 @@ def add_credential(
                 "status": "active",
                 "created_at": iso(at),
                 "created_by": actor,
+                "ksef_environment": ksef_environment,
             }
         )
         .last_pk
@@ -81,7 +99,7 @@ def add_credential(
 #: What the client page shows of each credential (never the key or its password).
 SUMMARY_COLUMNS = (
     "id, slot, origin, ksef_type, serial, subject, issuer, not_before, not_after, status, created_at, "
-    "created_by, superseded_at"
+    "created_by, superseded_at, ksef_environment, old_nip"
 )
 
 

@@ -22,18 +22,20 @@ class StoredTokens:
     access_valid_until: datetime
     refresh_token: str
     refresh_valid_until: datetime
+    ksef_environment: str | None = None
 
 
 def active_tokens(db: Database, client_id: int) -> StoredTokens | None:
     """The client's current KSeF tokens (``None`` if there are none)."""
     row = db.execute(
-        "SELECT access_token, access_valid_until, refresh_token, refresh_valid_until FROM ksef_tokens "
+        "SELECT access_token, access_valid_until, refresh_token, refresh_valid_until, ksef_environment "
+        "FROM ksef_tokens "
         "WHERE client_id = ? AND status = 'active' ORDER BY id DESC LIMIT 1",
         [client_id],
     ).fetchone()
     if row is None:
         return None
-    return StoredTokens(row[0], clock.parse(row[1]), row[2], clock.parse(row[3]))
+    return StoredTokens(row[0], clock.parse(row[1]), row[2], clock.parse(row[3]), row[4])
 
 
 def store_tokens(
@@ -62,7 +64,15 @@ def store_tokens(
                 "refresh_valid_until": clock.iso(tokens.refresh_valid_until),
                 "status": "active",
                 "created_at": clock.iso(at),
+                "ksef_environment": tokens.ksef_environment,
             }
         )
         .last_pk
     )
+
+
+def end_active(db: Database, client_id: int) -> int:
+    """The client's session is over (ended in KSeF, or no longer wanted): its tokens are never used again."""
+    return db.execute(
+        "UPDATE ksef_tokens SET status = 'ended' WHERE client_id = ? AND status = 'active'", [client_id]
+    ).rowcount

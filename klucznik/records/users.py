@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -9,6 +10,7 @@ from sqlite_utils import Database
 
 from klucznik.clock import iso
 from klucznik.errors import NotFound
+from klucznik.errors import StorageError
 from klucznik.errors import ValidationError
 from klucznik.instance.keyring import validate_password
 from klucznik.instance.keyring import validate_username
@@ -196,6 +198,100 @@ def reset_password(
             action="users.password_reset",
             object_type="user",
             object_id=username,
+            ip=ip,
+            at=at,
+        )
+
+
+#: One-time passwords use no look-alike characters (no 0/O/o, 1/l/I/i), so they can be read out and typed.
+ONE_TIME_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghjkmnpqrstuvwxyz23456789"
+
+
+def one_time_password(groups: int = 4, size: int = 4) -> str:
+    """A random password to hand over once (``Ab3x-9QkP-…``: about 92 bits), changed at the first login."""
+    return "-".join(
+        "".join(secrets.choice(ONE_TIME_ALPHABET) for _ in range(size)) for _ in range(groups)
+    )
+
+
+def _admins(db: Database) -> int:
+    return db.execute("SELECT count(*) FROM users WHERE role = 'admin' AND active = 1").fetchone()[0]
+
+
+def reset_password_by_admin(
+    store: Store, *, username: str, password: str, actor: str, ip: str | None = None, at: datetime
+) -> None:
+    """An administrator gives ``username`` a one-time ``password``, to be changed at the next login.
+
+    The user's key slot is replaced (the old password opens nothing any more) and the database key is
+    rotated, as when a user is removed: a copy of the old ``keyring.json`` with the old password cannot
+    open anything written from now on (docs/KEYS.md).
+    """
+    validate_password(password)
+    with store.connect() as db:
+        user = get_user(db, username)
+    if user is None:
+        raise NotFound(Text("Nie ma takiego użytkownika.", "No such user."))
+    if username == actor:
+        raise ValidationError(
+            Text(
+                "Własne hasło zmienisz na stronie „Hasło”.",
+                "Change your own password on the Password page.",
+            )
+        )
+    store.add_user_slot(username, password)
+
+    def record(db: Database, key: str = "rotated") -> None:
+        db.execute("UPDATE users SET must_change_password = 1 WHERE username = ? AND active = 1", [username])
+        audit.record(
+            db,
+            actor=actor,
+            action="users.password_reset_by_admin",
+            object_type="user",
+            object_id=username,
+            details={"database_key": key},
+            ip=ip,
+            at=at,
+        )
+
+    try:
+        store.rotate_key(record=record)
+    except StorageError:  # the portal stayed busy: the new slot stands; the key is rotated at the next removal
+        with store.write() as db:
+            record(db, "unchanged")
+
+
+def set_role(
+    store: Store, *, username: str, role: str, actor: str, ip: str | None = None, at: datetime
+) -> None:
+    """Change ``username``'s role; the office always keeps at least one administrator."""
+    if role not in ROLES:
+        raise ValidationError(
+            Text("Wybierz rolę: administrator albo pracownik.", "Choose a role: administrator or staff."),
+            field="role",
+        )
+    with store.write() as db:
+        user = get_user(db, username)
+        if user is None:
+            raise NotFound(Text("Nie ma takiego użytkownika.", "No such user."))
+        if user.role == role:
+            return
+        if user.is_admin and _admins(db) <= 1:
+            raise ValidationError(
+                Text(
+                    "To jedyny administrator biura; najpierw nadaj rolę administratora komuś innemu.",
+                    "This is the office's only administrator; make someone else an administrator first.",
+                ),
+                field="role",
+            )
+        db.execute("UPDATE users SET role = ? WHERE username = ? AND active = 1", [role, username])
+        audit.record(
+            db,
+            actor=actor,
+            action="users.role_change",
+            object_type="user",
+            object_id=username,
+            details={"changes": {"role": [user.role, role]}},
             ip=ip,
             at=at,
         )

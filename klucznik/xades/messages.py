@@ -74,7 +74,7 @@ MESSAGES: dict[str, Text] = {
     ),
     "detached_signature": Text(
         "Wgrano podpis zewnętrzny (osobny plik). KSeF go nie przyjmuje. Podpisz ponownie, wybierając podpis "
-        "wewnętrzny (otoczony) w formacie XAdES.",
+        "wewnętrzny (otaczany) w formacie XAdES.",
         "This is a detached (external) signature. KSeF does not accept it. Sign again choosing an internal "
         "(enveloped) XAdES signature.",
     ),

@@ -149,7 +149,7 @@ def sign_xades(
     if options.style not in STYLES:
         raise XadesError(
             Text(
-                "Nieznany rodzaj podpisu (dozwolone: otoczony, otaczający).",
+                "Nieznany rodzaj podpisu (dozwolone: otaczany, otaczający).",
                 "Unknown signature style (allowed: enveloped, enveloping).",
             ),
             code="style_unsupported",

@@ -178,16 +178,18 @@ def problems(context: BrowserContext, page: Page) -> PageProblems:
 
 
 def log_in(page: Page, username: str = ADMIN, password: str = ADMIN_PASSWORD) -> None:
-    """Log in through the login form; the portal lands on the clients list."""
+    """Log in through the login form; the portal lands on its start page (the status page: there are clients)."""
     page.goto("/login")
     page.get_by_label("Login", exact=True).fill(username)
     page.get_by_label("Hasło", exact=True).fill(password)
     page.get_by_role("button", name="Zaloguj się").click()
-    expect(page).to_have_url(re.compile(r"/clients$"))
+    expect(page).to_have_url(re.compile(r"/$"))
 
 
 @pytest.fixture
 def signed_in(page: Page, problems: PageProblems) -> Page:
-    """``page`` logged in as the administrator (through the form, as a person does)."""
+    """``page`` logged in as the administrator (through the form, as a person does), on the clients list."""
     log_in(page)
+    page.get_by_role("link", name="Klienci", exact=True).click()
+    expect(page).to_have_url(re.compile(r"/clients$"))
     return page

@@ -121,7 +121,8 @@ def test_upload_both_pairs_with_every_field_checked_inline(
     )
     for target in ("online-crt", "online-key", "online-password"):
         expect_state(page, target, "ok")
-    expect(submit).to_be_disabled()  # the offline pair is still missing
+    expect(submit).to_be_enabled()  # the online pair alone is enough: the offline one can follow later
+    expect(page.locator("[data-notice=offline-later]")).to_contain_text("KOD II")
 
     # Offline: the online certificate is refused there; the built Offline pair is taken.
     choose(page, "#offline_crt", SAMPLES / "mf-test-seal-authentication.crt")

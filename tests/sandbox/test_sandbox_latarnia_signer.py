@@ -205,8 +205,8 @@ def test_state_file_keeps_test_data_grants_and_certificates(tmp_path):
     assert second.limits_for(Identity("Nip", NIP))["enrollment"]["remaining"] == 299
 
 
-#: SHA-256 of the official open-api.json (KSeF API 2.6) in the team's shared/ksef/official/.
-OFFICIAL_OPENAPI_SHA256 = "fd1cbdd356a2be38962a7623e7f1501e3b6fddecfb416dff19e90599230e212e"
+#: SHA-256 of the official open-api-2.7.json (KSeF API 2.7.0) in the team's shared/ksef/official/.
+OFFICIAL_OPENAPI_SHA256 = "90f54f34d4a89f7533fb2f1b6c30bd14c286f4e5136ed6ba7056d77df80e255b"
 
 
 def test_the_shipped_openapi_document_is_the_official_one():
@@ -218,6 +218,6 @@ def test_the_shipped_openapi_document_is_the_official_one():
     (shipped,) = SPEC_CANDIDATES
     assert hashlib.sha256(shipped.read_bytes()).hexdigest() == OFFICIAL_OPENAPI_SHA256
     # Where the team's reference folder sits beside the checkout (developers' machines, CI), compare too.
-    reference = Path(__file__).resolve().parents[3] / "shared" / "ksef" / "official" / "open-api.json"
+    reference = Path(__file__).resolve().parents[3] / "shared" / "ksef" / "official" / "open-api-2.7.json"
     if reference.is_file():
         assert shipped.read_bytes() == reference.read_bytes()

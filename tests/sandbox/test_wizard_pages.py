@@ -63,7 +63,7 @@ def wiz(app, web, store, client_company, sandbox_server, sandbox_office):
             assert self.web.get(f"{self.base}/{slug}").status_code == 200  # the page with the button
             response = self.web.post(f"{self.base}/{slug}/new")
             assert response.status_code == 303, response.get_data(as_text=True)
-            request_id = int(re.search(r"/attempts/(\d+)$", response.headers["Location"]).group(1))
+            request_id = int(re.search(r"/attempts/(\d+)\?download=1$", response.headers["Location"]).group(1))
             with self.store.connect() as db:
                 return get_request(db, request_id)
 
@@ -73,7 +73,9 @@ def wiz(app, web, store, client_company, sandbox_server, sandbox_office):
         def download(self, attempt: AuthRequest) -> bytes:
             response = self.web.get(self.url(attempt, "AuthTokenRequest.xml"))
             assert response.status_code == 200
-            assert response.headers["Content-Disposition"] == "attachment; filename=AuthTokenRequest.xml"
+            day = attempt.created_at.astimezone(ZoneInfo("Europe/Warsaw")).strftime("%Y-%m-%d")
+            expected = f"attachment; filename=AuthTokenRequest-{self.company.nip}-{day}.xml"
+            assert response.headers["Content-Disposition"] == expected
             assert response.mimetype == "application/xml"
             return response.get_data()
 
@@ -90,6 +92,12 @@ def wiz(app, web, store, client_company, sandbox_server, sandbox_office):
                 assert response.status_code in (200, 286), response.get_data(as_text=True)
                 if response.status_code == 286:
                     return response
+                if 'id="enroll-review"' in response.get_data(as_text=True) and "enroll/confirm" in (
+                    response.get_data(as_text=True)
+                ):  # method 2 shows the limits first and waits: go ahead with the defaults
+                    confirmed = self.web.post(self.url(attempt, "enroll/confirm"), htmx=True)
+                    assert confirmed.status_code == 200 and confirmed.headers.get("HX-Redirect")
+                    continue
                 assert 'hx-trigger="load delay:1s"' in response.get_data(as_text=True)
             raise AssertionError("the progress never finished")
 

@@ -534,3 +534,22 @@ def test_certificates_issued_by_the_sandbox_ksef_ca_pass_the_full_check():
     result = c.check_set(**inputs, nip=COMPANY_NIP, at=AT)
     assert result.ok and result.all_problems == ()
     assert result.online.certificate.ksef_issuer and result.online.certificate.identity.value == COMPANY_NIP
+
+
+def test_an_optional_slot_left_empty_is_absent_and_the_set_can_pass():
+    result = c.check_set(online=full_set()["online"], offline=c.PairInput(), nip=COMPANY_NIP, at=AT,
+                         optional=("offline",))
+    assert result.ok and result.absent == ("offline",) and result.given == ("online",)
+    assert codes(result) == []
+
+
+def test_a_started_optional_slot_must_be_complete():
+    offline = c.PairInput(crt=full_set()["offline"].crt)
+    result = c.check_set(online=full_set()["online"], offline=offline, nip=COMPANY_NIP, at=AT, optional=("offline",))
+    assert not result.ok and result.absent == () and codes(result) == ["empty_file"]
+
+
+def test_at_least_one_slot_is_needed_even_when_both_are_optional():
+    result = c.check_set(online=c.PairInput(), offline=c.PairInput(), nip=COMPANY_NIP, at=AT,
+                         optional=("online", "offline"))
+    assert not result.ok and result.absent == ("offline",)

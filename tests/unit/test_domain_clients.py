@@ -123,7 +123,10 @@ def test_update_to_another_clients_nip_is_refused(store: Store) -> None:
         )
         audit = db.execute("SELECT details FROM audit_log ORDER BY id DESC").fetchone()[0]
     assert updated.name == "B nowa" and updated.nip == second
-    assert json.loads(audit) == {"changed": ["email", "name"]}
+    assert json.loads(audit) == {
+        "changed": ["email", "name"],
+        "changes": {"email": ["", "b@b.pl"], "name": ["B", "B nowa"]},
+    }
 
 
 def test_get_missing_client(db) -> None:  # noqa: ANN001

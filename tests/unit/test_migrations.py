@@ -31,3 +31,24 @@ def test_m004_backfills_the_polish_sort_key_of_existing_clients(tmp_path: Path) 
         assert [c.name for c in clients.search(db).clients] == ["lato", "Łąka", "Zet", "Żuraw"]
     finally:
         db.close()
+
+
+def test_m005_gives_existing_credentials_tokens_and_attempts_the_environment_then_in_force(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    key = secrets.token_bytes(32)
+    conn = sqlcipher3.connect(str(path))
+    conn.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
+    conn.close()
+    db = open_database(path, key)
+    try:
+        migrations.apply(db, stop_before="m005_methods_office_identity")
+        db["settings"].insert({"key": "office.ksef_environment", "value": "demo"})
+        db["clients"].insert({"id": 1, "nip": "5261040828", "name": "A", "created_at": "x", "updated_at": "x"})
+        db["ksef_tokens"].insert({"client_id": 1, "context_nip": "5261040828", "access_token": "a",
+                                  "access_valid_until": "x", "refresh_token": "r", "refresh_valid_until": "x",
+                                  "created_at": "x"})
+        migrations.apply(db, stop_before="m005b_methods_enrollment")
+        assert db.execute("SELECT ksef_environment FROM ksef_tokens").fetchall() == [("demo",)]
+        assert db["office_credentials"].count == 0
+    finally:
+        db.close()

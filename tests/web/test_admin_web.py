@@ -30,10 +30,11 @@ def audit_rows(response) -> list[dict[str, str]]:  # noqa: ANN001
             {
                 "at": cells[0],
                 "actor": cells[1],
-                "action": cells[2],
+                "action": tr["data-action"],
+                "what": cells[2],
                 "object": cells[3],
-                "ip": cells[4],
-                "details": cells[5],
+                "details": cells[4],
+                "ip": cells[5],
             }
         )
     return out
@@ -210,7 +211,8 @@ def test_audit_log_shows_logins_failures_and_client_changes(app, web: WebClient,
     failed = next(e for e in entries if e["action"] == "auth.login_failed")
     assert failed["ip"] == "192.0.2.7" and failed["actor"] == ADMIN
     create = next(e for e in entries if e["action"] == "clients.create")
-    assert "Audytowana Sp. z o.o." in create["details"] and create["object"] == f"klient {client_id}"
+    # the client's current name (not "klient 4"), the details as they were then
+    assert "Audytowana Sp. z o.o." in create["details"] and create["object"] == "Audytowana S.A. (NIP 526-104-08-28)"
 
 
 def test_audit_filters(app, web: WebClient, store: Store) -> None:  # noqa: ANN001

@@ -248,7 +248,7 @@ def test_valid_form_shows_green_summaries_and_enables_the_button(web, client_com
     assert "poprawne: klucz się otwiera" in found["offline-password"][2]
     assert not button_disabled(response)
     body = response.get_data(as_text=True)
-    assert body.count('hx-swap-oob="true"') == 7  # six other statuses and the button
+    assert body.count('hx-swap-oob="true"') == 9  # six other statuses, the button, the missing list, the step bar
 
 
 def test_only_one_file_chosen_checks_that_file_alone(web, client_company, pinned):

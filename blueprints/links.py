@@ -1,0 +1,194 @@
+"""Signing links: the office makes one for a client; the client's public page (no account, in Polish) offers the
+file, takes the signed upload with the same pre-check as the wizard, and sends it to KSeF.
+
+Public endpoints (listed in the gate) answer "try again later" while the portal is sealed, show nothing of
+other clients, and are throttled per link and address.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint
+from flask import abort
+from flask import current_app
+from flask import g
+from flask import request
+from flask import url_for
+from flask_babel import gettext as _
+
+from blueprints.auth import admin_required
+from blueprints.auth import login_required
+from blueprints.context import client_ip
+from blueprints.context import get_db
+from blueprints.context import get_store
+from blueprints.context import message
+from blueprints.context import now
+from blueprints.htmx import redirect_to
+from blueprints.htmx import render_page
+from blueprints.ksef_access import close_ksef_clients
+from blueprints.ksef_access import ksef_client
+from klucznik import xades
+from klucznik.authorize import links
+from klucznik.authorize import signed_xml
+from klucznik.authorize.requests import get_request
+from klucznik.errors import PortalError
+from klucznik.records import audit
+from klucznik.records import clients
+from klucznik.throttle import LoginThrottle
+
+bp = Blueprint("links", __name__)
+bp.teardown_request(close_ksef_clients)
+
+#: Endpoints of the client's page: reachable without an account (the gate lets them through).
+PUBLIC = {"links.page", "links.download", "links.upload", "links.send"}
+#: Requests per link and address in a minute before the page asks to wait.
+REQUESTS_PER_MINUTE = 30
+
+
+@bp.app_context_processor
+def _signer_warning() -> dict[str, Any]:
+    """``signer_warning(signer, nip)`` in every template: the pre-check's warning in the page's language."""
+
+    def warning(signer: dict | None, nip: str) -> str | None:
+        text = links.signer_warning(signer, nip)
+        return message(text) if text else None
+
+    return {"signer_warning": warning}
+
+
+def _throttle() -> LoginThrottle:
+    ext = current_app.extensions
+    if "klucznik.link_throttle" not in ext:
+        ext["klucznik.link_throttle"] = LoginThrottle(REQUESTS_PER_MINUTE, 60.0, per_address=2 * REQUESTS_PER_MINUTE)
+    return ext["klucznik.link_throttle"]
+
+
+def _open(token: str) -> Any:
+    """The link and its client, or the answer to give instead (sealed, throttled, gone)."""
+    if get_store().is_sealed:
+        return None, None, render_page("links/sealed.html", 503)
+    throttle = _throttle()
+    key = token[:16]
+    if throttle.wait_seconds(key, client_ip() or "") > 0:
+        return None, None, render_page("links/gone.html", 429, text=_("Too many attempts. Wait a minute and try again."))
+    throttle.failed(key, client_ip() or "")  # every request counts
+    try:
+        link = links.resolve(get_db(), token, at=now())
+    except PortalError as exc:
+        return None, None, render_page("links/gone.html", 410, text=message(exc))
+    return link, clients.get_client(get_db(), link.client_id), None
+
+
+def _actor(link: links.SigningLink) -> str:
+    return f"link:{link.id}"
+
+
+def _context(token: str, link: links.SigningLink, client: clients.Client, **extra: Any) -> dict[str, Any]:
+    attempt = get_request(get_db(), link.auth_request_id) if link.auth_request_id else None
+    return {"token": token, "link": link, "client": client, "attempt": attempt,
+            "file_name": f"AuthTokenRequest-{client.nip}-{now():%Y%m%d}.xml", "now": now(), **extra}
+
+
+@bp.route("/podpis/<token>")
+def page(token: str) -> Any:
+    """The client's page: a fresh challenge each time it is opened, the file, the instructions, the upload."""
+    link, client, refusal = _open(token)
+    if refusal is not None:
+        return refusal
+    try:
+        attempt = signed_xml.issue_request(get_store(), client_id=client.id, method=link.method, ksef=ksef_client(),
+                                           actor=_actor(link), at=now(), ip=client_ip())
+    except PortalError as exc:
+        return render_page("links/page.html", 503, **_context(token, link, client, error=message(exc)))
+    with get_store().write() as db:
+        links.attach(db, link.id, attempt.id)
+        audit.record(db, actor=_actor(link), action="link.open", object_type="client", object_id=client.id,
+                     details={"link_id": link.id, "request_id": attempt.id}, ip=client_ip(), at=now())
+    link = links.get_link(get_db(), link.id)
+    return render_page("links/page.html", **_context(token, link, client))
+
+
+@bp.route("/podpis/<token>/<name>.xml")
+def download(token: str, name: str) -> Any:
+    """The unsigned file, byte for byte, named after the client's NIP and the date."""
+    link, client, refusal = _open(token)
+    if refusal is not None:
+        return refusal
+    if not link.auth_request_id:
+        abort(404)
+    attempt = get_request(get_db(), link.auth_request_id)
+    response = current_app.response_class(attempt.unsigned_xml, mimetype="application/xml")
+    response.headers["Content-Disposition"] = f"attachment; filename=AuthTokenRequest-{client.nip}-{now():%Y%m%d}.xml"
+    return response
+
+
+@bp.route("/podpis/<token>/upload", methods=["POST"])
+def upload(token: str) -> Any:
+    """The same check as the office's wizard; nothing is sent before the client confirms."""
+    link, client, refusal = _open(token)
+    if refusal is not None:
+        return refusal
+    uploaded = request.files.get("signed")
+    data = uploaded.read(xades.MAX_BYTES + 1) if uploaded else b""
+    if not data or not link.auth_request_id:
+        return render_page("links/page.html", 422, **_context(token, link, client,
+                                                              upload_error=_("Choose the signed file first.")))
+    try:
+        result = signed_xml.check_upload(get_store(), request_id=link.auth_request_id, client_id=client.id,
+                                         data=data, actor=_actor(link), at=now(), ip=client_ip())
+    except PortalError as exc:
+        return render_page("links/page.html", 422, **_context(token, link, client, upload_error=message(exc)))
+    warning = links.signer_warning(result.signer.as_dict() if result.signer else None, client.nip)
+    return render_page("links/page.html", 200 if result.ok else 422,
+                       **_context(token, link, client, result=result,
+                                  warning=message(warning) if warning else None))
+
+
+@bp.route("/podpis/<token>/send", methods=["POST"])
+def send(token: str) -> Any:
+    """Send the checked file to KSeF; once KSeF accepted it, the link is used up."""
+    link, client, refusal = _open(token)
+    if refusal is not None:
+        return refusal
+    try:
+        signed_xml.submit(get_store(), request_id=link.auth_request_id, client_id=client.id, ksef=ksef_client(),
+                          actor=_actor(link), at=now(), ip=client_ip())
+    except PortalError as exc:
+        return render_page("links/page.html", 422, **_context(token, link, client, send_error=message(exc)))
+    with get_store().write() as db:
+        links.mark_used(db, link.id, at=now())
+        audit.record(db, actor=_actor(link), action="link.used", object_type="client", object_id=client.id,
+                     details={"link_id": link.id, "request_id": link.auth_request_id}, ip=client_ip(), at=now())
+    return render_page("links/sent.html", client=client)
+
+
+# -- the office's side -------------------------------------------------------------------------------------
+
+
+@bp.route("/clients/<int:client_id>/links", methods=["POST"])
+@login_required
+def create(client_id: int) -> Any:
+    """A new one-time link for the client (shown once, to copy)."""
+    method = request.form.get("method", "grant")
+    try:
+        with get_store().write() as db:
+            link, url = links.create_link(db, client_id=client_id, method=method, actor=g.user.username,
+                                          ip=client_ip(), at=now())
+    except PortalError as exc:
+        return render_page("links/_created.html", 422, error=message(exc))
+    return render_page("links/_created.html", link=link, url=url)
+
+
+@bp.route("/office/links", methods=["POST"])
+@admin_required
+def settings() -> Any:
+    """Turn signing links on or off and set the portal's public HTTPS address."""
+    try:
+        with get_store().write() as db:
+            links.save_settings(db, enabled=request.form.get("enabled") == "1",
+                                public_url=request.form.get("public_url", ""), actor=g.user.username,
+                                ip=client_ip(), at=now())
+    except PortalError as exc:
+        return render_page("links/_settings.html", 422, settings=links.get_settings(get_db()), error=message(exc))
+    return redirect_to(url_for("office.index") + "#links")

@@ -1,0 +1,171 @@
+"""One-time signing links: the client, who holds the qualified signature, signs the login file on a public page.
+
+Off until an administrator turns links on and sets the portal's public HTTPS address (many offices keep the
+portal on their own network). A link is a random secret (only its SHA-256 is stored); it lives 7 days or until
+one successful use (KSeF accepted the signed file), shows only its own client's name and NIP, and every use is
+audited. Opening the page issues a fresh challenge (the signed file must come back within 10 minutes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from sqlite_utils import Database
+
+from klucznik import clock
+from klucznik.authorize.requests import METHODS
+from klucznik.errors import PortalError
+from klucznik.errors import ValidationError
+from klucznik.records import audit
+from klucznik.records import clients
+from klucznik.text import Text
+
+LIFETIME = timedelta(days=7)
+
+
+class LinkError(PortalError):
+    """A link that cannot be used (unknown, expired, used, or links are off)."""
+
+    code = "link"
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    enabled: bool
+    public_url: str
+
+
+@dataclass(frozen=True)
+class SigningLink:
+    id: int
+    client_id: int
+    method: str
+    expires_at: datetime
+    auth_request_id: int | None
+    used_at: datetime | None
+
+
+def get_settings(db: Database) -> LinkSettings:
+    values = dict(db.execute("SELECT key, value FROM settings WHERE key IN ('links.enabled', 'links.public_url')"))
+    return LinkSettings(values.get("links.enabled") == "1", values.get("links.public_url", ""))
+
+
+def save_settings(db: Database, *, enabled: bool, public_url: str, actor: str, ip: str | None, at: datetime) -> None:
+    """Turn links on or off; on requires the portal's public ``https://`` address."""
+    public_url = (public_url or "").strip().rstrip("/")
+    parts = urlsplit(public_url)
+    if public_url and (parts.scheme != "https" or not parts.netloc):
+        raise ValidationError(
+            Text("Podaj publiczny adres portalu zaczynający się od https://, np. https://portal.biuro.pl.",
+                 "Enter the portal's public address starting with https://, e.g. https://portal.biuro.pl."),
+            field="public_url",
+        )
+    if enabled and not public_url:
+        raise ValidationError(
+            Text("Aby włączyć linki, podaj publiczny adres HTTPS portalu.",
+                 "To turn links on, enter the portal's public HTTPS address."),
+            field="public_url",
+        )
+    db["settings"].upsert_all([{"key": "links.enabled", "value": "1" if enabled else "0"},
+                               {"key": "links.public_url", "value": public_url}], pk="key")
+    audit.record(db, actor=actor, action="links.settings", object_type="office",
+                 details={"enabled": enabled, "public_url": public_url}, ip=ip, at=at)
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
+
+
+def create_link(
+    db: Database, *, client_id: int, method: str, actor: str, ip: str | None, at: datetime
+) -> tuple[SigningLink, str]:
+    """A new link for the client (inside ``store.write()``): the link and its full address (shown once)."""
+    found = get_settings(db)
+    if not found.enabled or not found.public_url:
+        raise LinkError(
+            Text("Linki do podpisu są wyłączone. Administrator włącza je na stronie „Biuro” i podaje publiczny "
+                 "adres HTTPS portalu.",
+                 "Signing links are off. An administrator turns them on on the Office page and sets the portal's "
+                 "public HTTPS address."),
+            code="links_off",
+        )
+    if method not in METHODS:
+        raise LinkError(Text("Nieznana metoda.", "Unknown method."), code="method_unknown")
+    clients.get_client(db, client_id)
+    token = secrets.token_urlsafe(32)
+    link_id = db["signing_links"].insert({
+        "client_id": client_id, "method": method, "token_hash": _hash(token), "created_at": clock.iso(at),
+        "created_by": actor, "expires_at": clock.iso(at + LIFETIME),
+    }).last_pk
+    audit.record(db, actor=actor, action="link.create", object_type="client", object_id=client_id,
+                 details={"link_id": link_id, "method": method, "expires_at": clock.iso(at + LIFETIME)}, ip=ip, at=at)
+    return get_link(db, link_id), f"{found.public_url}/podpis/{token}"
+
+
+def get_link(db: Database, link_id: int) -> SigningLink:
+    row = db.execute("SELECT id, client_id, method, expires_at, auth_request_id, used_at FROM signing_links "
+                     "WHERE id = ?", [link_id]).fetchone()
+    return SigningLink(row[0], row[1], row[2], clock.parse(row[3]), row[4], clock.parse_optional(row[5]))
+
+
+_GONE = Text(
+    "Ten link nie działa: wygasł, został już wykorzystany albo jest nieprawidłowy. Poproś biuro rachunkowe o nowy.",
+    "This link does not work: it has expired, was already used or is not valid. Ask your accounting office for a "
+    "new one.",
+)
+
+
+def resolve(db: Database, token: str, *, at: datetime) -> SigningLink:
+    """The usable link of ``token``; :class:`LinkError` (one message for every reason) otherwise."""
+    if not get_settings(db).enabled:
+        raise LinkError(_GONE, code="links_off")
+    row = db.execute("SELECT id, expires_at, used_at, revoked_at FROM signing_links WHERE token_hash = ?",
+                     [_hash(token)]).fetchone()
+    if row is None or row[2] or row[3] or at >= clock.parse(row[1]):
+        raise LinkError(_GONE, code="link_gone")
+    return get_link(db, row[0])
+
+
+def attach(db: Database, link_id: int, auth_request_id: int) -> None:
+    """The attempt the link's page works with now (a fresh one each time the page is opened)."""
+    db.execute("UPDATE signing_links SET auth_request_id = ? WHERE id = ?", [auth_request_id, link_id])
+
+
+def mark_used(db: Database, link_id: int, *, at: datetime) -> None:
+    """One successful use: KSeF accepted the signed file; the link stops working."""
+    db.execute("UPDATE signing_links SET used_at = ? WHERE id = ? AND used_at IS NULL", [clock.iso(at), link_id])
+
+
+def signer_warning(signer: dict | None, client_nip: str) -> Text | None:
+    """Before sending: the signer is another company or a person (KSeF accepts that only if they have rights)."""
+    if not signer:
+        return None
+    if signer.get("kind") == "seal" and signer.get("nip") and signer["nip"] != client_nip:
+        return Text(
+            f"Plik podpisała inna firma (NIP {signer['nip']}) niż klient (NIP {client_nip}). KSeF przyjmie go tylko, "
+            "jeśli ta firma ma uprawnienia w firmie klienta; zwykle podpisuje pieczęć samego klienta.",
+            f"The file was signed by another company (NIP {signer['nip']}) than the client (NIP {client_nip}). KSeF "
+            "accepts it only if that company holds permissions in the client's company; usually the client's own "
+            "seal signs.",
+        )
+    if signer.get("kind") != "seal" and signer.get("nip") and signer["nip"] != client_nip:
+        return Text(
+            f"Plik podpisała osoba z NIP {signer['nip']}, innym niż NIP klienta ({client_nip}). KSeF przyjmie go tylko, "
+            "jeśli ta osoba ma uprawnienia w firmie klienta.",
+            f"The file was signed by a person with NIP {signer['nip']}, not the client's ({client_nip}). KSeF accepts "
+            "it only if that person holds permissions in the client's company.",
+        )
+    if signer.get("kind") != "seal":
+        name = signer.get("name") or "—"
+        return Text(
+            f"Plik podpisała osoba ({name}), a nie pieczęć firmy. KSeF przyjmie go, jeśli ta osoba jest właścicielem "
+            "firmy (np. jednoosobowej działalności) albo ma w niej uprawnienia.",
+            f"The file was signed by a person ({name}), not the company's seal. KSeF accepts it if that person owns "
+            "the company (e.g. a sole proprietorship) or holds permissions in it.",
+        )
+    return None
