@@ -27,6 +27,7 @@ from klucznik.errors import Conflict
 from klucznik.errors import InstanceDamaged
 from klucznik.errors import NotFound
 from klucznik.errors import Sealed
+from klucznik.errors import StorageError
 
 log = logging.getLogger("klucznik.web")
 
@@ -77,6 +78,13 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Sealed)
     def sealed(_exc: Sealed) -> Response:
         return redirect_to(url_for("auth.login"))
+
+    @app.errorhandler(StorageError)
+    def storage(exc: StorageError) -> Response:
+        # A full disk or a failed write: nothing was acknowledged, what was saved before is safe, and the
+        # next write works again once there is space (docs/ARCHITECTURE.md, "Storage").
+        log.error("storage error on %s %s: %s", request.method, request.path, exc.text.en)
+        return error_response(503, _("The change was not saved"), message(exc))
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:

@@ -60,12 +60,17 @@ def backup(dest: Path) -> None:
 
 @click.command()
 def check() -> None:
-    """Run integrity_check and cipher_integrity_check on the database and the newest snapshot."""
+    """Run integrity_check and cipher_integrity_check on the database and on snapshot + change log."""
     try:
         store = open_store_unsealed()
         report = store.check()
     except PortalError as exc:
         raise click.ClickException(exc.text.both()) from None
+    repaired = store.last_unseal
+    if repaired is not None and (repaired.restored_from or repaired.moved_aside):
+        # Opening the instance found something damaged or old and repaired it: say so, and fail this once.
+        report["repaired"] = {"restored_from": repaired.restored_from, "moved_aside": repaired.moved_aside}
+        report["ok"] = False
     print_json(report)
     sys.exit(0 if report["ok"] else 1)
 

@@ -6,6 +6,7 @@ sees :class:`~klucznik.errors.InstanceDamaged` and the two error classes re-expo
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,11 +14,22 @@ import sqlcipher3
 from sqlite_utils import Database
 
 from klucznik.errors import InstanceDamaged
+from klucznik.errors import StorageError
 from klucznik.instance.files import private_file
 from klucznik.text import Text
 
 DatabaseError = sqlcipher3.dbapi2.DatabaseError
 IntegrityError = sqlcipher3.dbapi2.IntegrityError
+
+DISK_FULL = Text(
+    "Na dysku serwera zabrakło miejsca, więc tej zmiany nie zapisano trwale. Zwolnij miejsce na dysku i "
+    "spróbuj ponownie; wcześniej zapisane dane są bezpieczne.",
+    "The server's disk is full, so this change was not saved durably. Free some disk space and try "
+    "again; the data saved before is safe.",
+)
+
+WAL_AUTOCHECKPOINT = 64
+"""Pages in SQLite's log before a commit checkpoints it into the main file (256 KiB)."""
 
 
 class Connection(Database):
@@ -52,11 +64,20 @@ def open_database(path: Path, dmk: bytes, *, readonly_checks: bool = False) -> D
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         if not readonly_checks:
             conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")
+            # NORMAL: SQLite fsyncs its log at checkpoints, not at every commit. A commit is durable once
+            # the store has fsynced its pages in snapshots/changes.log, and every unseal rebuilds the
+            # database from snapshot + log, so a power cut that drops the last commits from SQLite's log
+            # loses nothing acknowledged (docs/ARCHITECTURE.md, "Storage").
+            conn.execute("PRAGMA synchronous = NORMAL")
+            # A short SQLite log: checkpoints are cheap and instance/ stays small (docs/ARCHITECTURE.md).
+            conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
+            conn.execute(f"PRAGMA journal_size_limit = {WAL_AUTOCHECKPOINT * 4096}")
         conn.execute("PRAGMA busy_timeout = 10000")
         conn.execute("PRAGMA foreign_keys = ON")
-    except DatabaseError:
+    except DatabaseError as exc:
         conn.close()
+        if "full" in str(exc):
+            raise StorageError(DISK_FULL) from None
         raise InstanceDamaged(
             Text(
                 "Plik bazy danych jest uszkodzony albo nie pasuje do pliku keyring.json. Przywróć cały folder "
@@ -68,10 +89,35 @@ def open_database(path: Path, dmk: bytes, *, readonly_checks: bool = False) -> D
     return Connection(conn)
 
 
-def integrity_report(db: Database) -> dict[str, object]:
-    """``integrity_check`` and ``cipher_integrity_check`` of ``db`` (the WAL is checkpointed first)."""
+def open_immutable(path: Path, dmk: bytes) -> Database:
+    """Open the file ``path`` that nobody writes (a snapshot) read-only, without creating -wal or -shm files."""
+    path = Path(path)
+    if not path.is_file():
+        raise InstanceDamaged(
+            Text(f"Brak pliku bazy danych {path.name}.", f"The database file {path.name} is missing.")
+        )
+    conn = sqlcipher3.connect(f"{path.resolve().as_uri()}?immutable=1", uri=True, check_same_thread=False)
     try:
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.execute(f"PRAGMA key = \"x'{dmk.hex()}'\"")
+        conn.execute("PRAGMA cipher_compatibility = 4")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except DatabaseError:
+        conn.close()
+        raise InstanceDamaged(
+            Text("Plik kopii nie otwiera się tym kluczem.", "The copy does not open with this key.")
+        ) from None
+    return Database(conn)
+
+
+def integrity_report(db: Database, *, checkpoint: bool = True) -> dict[str, object]:
+    """``integrity_check`` and ``cipher_integrity_check`` of ``db`` (the WAL is checkpointed first, if asked).
+
+    The live database of a running instance is checked without a checkpoint: only the store's writer may
+    restart SQLite's log (docs/ARCHITECTURE.md, "Storage").
+    """
+    try:
+        if checkpoint:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         integrity = [row[0] for row in db.execute("PRAGMA integrity_check").fetchall()]
         cipher = [row[0] for row in db.execute("PRAGMA cipher_integrity_check").fetchall()]
     except DatabaseError as exc:
@@ -97,6 +143,7 @@ def create_database(path: Path, dmk: bytes) -> None:
         conn.execute("PRAGMA journal_mode = WAL")
     finally:
         conn.close()
+    os.chmod(path, 0o600)
 
 
 def rekey(path: Path, old: bytes, new: bytes) -> None:

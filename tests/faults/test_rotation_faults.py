@@ -117,7 +117,7 @@ def test_kill_9_during_key_rotations_loses_nothing_and_leaves_no_removed_user_a_
 @pytest.mark.slow
 def test_copy_during_key_rotations_restores_everything_and_never_a_removed_users_slot(tmp_path: Path) -> None:
     instance = tmp_path / "instance"
-    store = Store(instance, kdf=TEST_KDF, keep_snapshots=3, snapshot_min_age=3.0)
+    store = Store(instance, kdf=TEST_KDF, snapshot_min_age=3.0)
     store.setup(ADMIN, ADMIN_PASSWORD, at=NOW)
     lock = threading.Lock()
     acked: list[tuple[str, str]] = []

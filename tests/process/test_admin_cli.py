@@ -74,13 +74,20 @@ def test_check_reports_both_integrity_checks(instance: Path) -> None:
 
 
 def test_check_fails_on_a_tampered_snapshot(instance: Path) -> None:
-    newest = sorted((instance / "snapshots").glob("klucznik-*.db"))[-1]
+    (newest,) = (instance / "snapshots").glob("snapshot-*.db")
     data = bytearray(newest.read_bytes())
     data[5000:5004] = b"\xff\x00\xff\x00"
     newest.write_bytes(bytes(data))
     result = run(["check"], instance, **ADMIN)
     assert result.returncode == 1
-    assert json.loads(result.stdout)["snapshot"]["ok"] is False
+    report = json.loads(result.stdout)
+    # Unsealing found it, moved it aside (never deleted) and took a new snapshot: the check says so and fails.
+    assert report["ok"] is False
+    moved = Path(report["repaired"]["moved_aside"])
+    assert (moved / newest.name).read_bytes() == bytes(data)
+    assert report["snapshot"]["ok"] is True and report["database"]["ok"] is True
+    again = run(["check"], instance, **ADMIN)
+    assert again.returncode == 0, again.stdout
 
 
 def test_unseal_key_file_unseals_without_a_password(instance: Path, tmp_path: Path) -> None:

@@ -19,11 +19,13 @@ SMOKE = {
     "bench_check_all.py": ["5", "2"],
     "bench_clients_page.py": ["2"],
     "bench_ksef_client.py": ["2"],
+    "bench_load.py": ["2", "2", "20"],
     "bench_login.py": ["2"],
     "bench_rotation.py": ["20", "1"],
     "bench_sandbox_limits.py": ["0.3", "2", "11"],  # 11 calls: more than one second's allowance
     "bench_status_page.py": ["2", "30"],
     "bench_storage.py": ["20", "1"],
+    "bench_write_scale.py": ["1", "--writes", "5", "--burst", "10"],
     "bench_xades.py": ["--rounds", "3"],
 }
 

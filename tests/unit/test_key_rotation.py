@@ -74,7 +74,7 @@ def test_removed_user_with_an_old_keyring_copy_opens_nothing_written_after_remov
         open_database(store.db_path, old_key)
     # Snapshots from before the removal still open with the old key (bartek could read those anyway);
     # none of them holds anything written after it.
-    for _gen, snap in store.snapshots():
+    for snap in store.snapshot_files():
         try:
             db = open_database(snap, old_key, readonly_checks=True)
         except InstanceDamaged:

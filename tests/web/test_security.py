@@ -778,5 +778,5 @@ def test_damaged_live_database_is_restored_at_login_and_audited(
     assert client.post("/login", {"username": ADMIN, "password": ADMIN_PASSWORD}).status_code == 303
     assert "Przykładowa Spółka" in text(client.get("/clients"))
     login = text(client.get("/admin/audit?action=auth.login"))
-    assert "restored_from" in login and "klucznik-" in login
+    assert "restored_from" in login and "snapshot-" in login
     assert len(list(instance_path.glob("damaged-*/klucznik.db"))) == 1

@@ -1,0 +1,209 @@
+"""N logged-in sessions against the real portal under waitress: mixed reads and writes (issue 10).
+
+Goal (8 sessions): write p95 ≤ 50 ms, reads p95 ≤ 20 ms, no error; instance/ stays within 2.5 times the data.
+
+The bench sets up an instance with ``clients`` clients, starts ``klucznik serve`` (waitress, 8 threads) as a
+child process over it, logs ``sessions`` users in (each with its own requests session and CSRF token) and
+lets every session loop for ``seconds``: about 70 % reads (the clients list with a live search, one client's
+page) and 30 % writes (a new client through the form). Prints p50/p95 per kind, the number of requests and
+errors, and instance/ against the data at the end.
+
+Run: ``.venv/bin/python bench/bench_load.py [sessions] [seconds] [clients]`` (default 8 30 1000).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC
+from datetime import datetime
+from pathlib import Path
+
+import requests
+
+from klucznik.instance.keyring import TEST_KDF
+from klucznik.instance.store import Store
+from klucznik.records import clients
+
+NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parents[1]
+KLUCZNIK = Path(sys.executable).parent / "klucznik"
+WEIGHTS = (6, 5, 7, 2, 3, 4, 5, 6, 7)
+CSRF_RE = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
+CLIENT_RE = re.compile(r"/clients/(\d+)$")
+WORDS = ["Biuro", "Żółw", "Łódź", "Piekarnia", "Ślusarz", "Apteka", "Handel", "Usługi"]
+
+
+def nip_series(start: int):  # noqa: ANN201 - a generator
+    n = start
+    while True:
+        n += 1
+        base = f"{(n * 7919 + 7654321) % 10**9:09d}"
+        check = sum(int(d) * w for d, w in zip(base, WEIGHTS, strict=True)) % 11
+        if base[:3] != "000" and check != 10:
+            yield base + str(check)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def folder_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p * (len(ordered) - 1))))] if ordered else float("nan")
+
+
+class Session(threading.Thread):
+    def __init__(self, url: str, seconds: float, nips, lock: threading.Lock, seed: int) -> None:  # noqa: ANN001
+        super().__init__()
+        self.url, self.seconds, self.nips, self.lock = url, seconds, nips, lock
+        self.rng = random.Random(seed)
+        self.times: dict[str, list[float]] = {
+            "read: list + search": [],
+            "read: client page": [],
+            "write: new client": [],
+        }
+        self.errors: list[str] = []
+        self.ids: list[int] = []
+
+    def run(self) -> None:
+        http = requests.Session()
+        page = http.get(f"{self.url}/login", timeout=30)
+        token = CSRF_RE.search(page.text).group(1)  # type: ignore[union-attr]
+        response = http.post(
+            f"{self.url}/login",
+            data={"csrf_token": token, "username": "admin", "password": "bench-password-1"},
+            allow_redirects=False,
+            timeout=30,
+        )
+        if response.status_code != 303:
+            self.errors.append(f"login {response.status_code}")
+            return
+        token = CSRF_RE.search(http.get(f"{self.url}/clients", timeout=30).text).group(1)  # type: ignore[union-attr]
+        deadline = time.monotonic() + self.seconds
+        while time.monotonic() < deadline:
+            roll = self.rng.random()
+            start = time.perf_counter()
+            if roll < 0.3:
+                with self.lock:
+                    nip = next(self.nips)
+                response = http.post(
+                    f"{self.url}/clients/new",
+                    data={"csrf_token": token, "nip": nip, "name": f"{self.rng.choice(WORDS)} {nip}"},
+                    allow_redirects=False,
+                    timeout=60,
+                )
+                kind, ok = "write: new client", response.status_code == 303
+                match = CLIENT_RE.search(response.headers.get("Location", ""))
+                if match:
+                    self.ids.append(int(match.group(1)))
+            elif roll < 0.65 or not self.ids:
+                query = self.rng.choice(WORDS).lower()[:3]
+                response = http.get(f"{self.url}/clients", params={"q": query}, timeout=60)
+                kind, ok = "read: list + search", response.status_code == 200
+            else:
+                response = http.get(f"{self.url}/clients/{self.rng.choice(self.ids)}", timeout=60)
+                kind, ok = "read: client page", response.status_code == 200
+            self.times[kind].append(time.perf_counter() - start)
+            if not ok:
+                self.errors.append(f"{kind}: {response.status_code}")
+        http.close()
+
+
+def main() -> None:
+    sessions = int(sys.argv[1]) if len(sys.argv) > 1 else 8
+    seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 30.0
+    count = int(sys.argv[3]) if len(sys.argv) > 3 else 1000
+    with tempfile.TemporaryDirectory() as tmp:
+        instance = Path(tmp) / "instance"
+        store = Store(instance, kdf=TEST_KDF)
+        store.setup("admin", "bench-password-1", at=NOW)
+        nips = nip_series(1)
+        with store.write() as db:  # the existing clients, in one transaction
+            for i in range(count):
+                clients.create_client(
+                    db,
+                    clients.validate(nip=next(nips), name=f"{WORDS[i % len(WORDS)]} {i}"),
+                    actor="admin",
+                    at=NOW,
+                )
+        store.seal()
+        port = free_port()
+        env = {
+            **os.environ,
+            "KLUCZNIK_INSTANCE": str(instance),
+            "KLUCZNIK_PORT": str(port),
+            "KLUCZNIK_HOST": "127.0.0.1",
+        }
+        for name in ("KLUCZNIK_UNSEAL_KEY_FILE", "KLUCZNIK_HTTPS"):
+            env.pop(name, None)
+        log = open(Path(tmp) / "portal.log", "wb")  # noqa: SIM115 - closed below
+        portal = subprocess.Popen(
+            [str(KLUCZNIK), "serve"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    requests.get(f"{url}/health", timeout=1).close()
+                    break
+                except requests.ConnectionError:
+                    if portal.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError("the portal did not start") from None
+                    time.sleep(0.05)
+            lock = threading.Lock()
+            threads = [Session(url, seconds, nips, lock, seed) for seed in range(sessions)]
+            start = time.perf_counter()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            elapsed = time.perf_counter() - start
+        finally:
+            portal.terminate()
+            portal.wait(timeout=30)
+            log.close()
+        data = sum(
+            p.stat().st_size for p in (instance / "klucznik.db", instance / "klucznik.db-wal") if p.exists()
+        )
+        size = folder_size(instance)
+        kinds: dict[str, list[float]] = {}
+        errors: list[str] = []
+        for thread in threads:
+            errors += thread.errors
+            for kind, values in thread.times.items():
+                kinds.setdefault(kind, []).extend(values)
+        total = sum(len(v) for v in kinds.values())
+        print(
+            f"{sessions} sessions for {elapsed:.0f} s against klucznik serve (waitress, 8 threads), "
+            f"{count} clients at the start: {total} requests, {len(errors)} errors {errors[:3]}"
+        )
+        for kind, values in kinds.items():
+            print(
+                f"  {kind:24} n={len(values):5}  p50 {statistics.median(values) * 1000:6.1f} ms  "
+                f"p95 {pct(values, 0.95) * 1000:6.1f} ms"
+            )
+        print(
+            f"  data {data / 2**20:.1f} MiB, instance/ {size / 2**20:.1f} MiB ({size / data:.2f}x; goal ≤ 2.5)"
+        )
+    print(f"peak RSS (bench process): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()
