@@ -82,7 +82,9 @@ def rebuild(folder: Path, keys: list[bytes]) -> Rebuilt | None:
     chunks = state.chunks if state else []
     candidates = []
     for path in snapshot_files(folder):
-        found = snapshot_key(path, keys)
+        # The name says which key opens the file: try that key only (other keys only for a renamed file).
+        named = [key for key in keys if snapshot_name(key) == path.name]
+        found = snapshot_key(path, named or keys)
         if found is not None:
             key, base_gen = found
             reached, applied = segments.replay(chunks, base_gen, segments.key_id(key))

@@ -77,7 +77,11 @@ def test_kill_9_during_key_rotations_loses_nothing_and_leaves_no_removed_user_a_
             text=True,
         )
         assert proc.stdout is not None and proc.stderr is not None
-        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+        # stderr is drained all along: a full pipe would block the child before it prints anything.
+        errors: list[str] = []
+        drain = threading.Thread(target=read_lines, args=(proc.stderr, errors))
+        drain.start()
+        assert proc.stdout.readline().strip() == "ready", errors
         lines: list[str] = []
         reader = threading.Thread(target=read_lines, args=(proc.stdout, lines))
         reader.start()
@@ -88,7 +92,8 @@ def test_kill_9_during_key_rotations_loses_nothing_and_leaves_no_removed_user_a_
         proc.kill()
         proc.wait(timeout=10)
         reader.join(timeout=10)
-        stderr = proc.stderr.read()
+        drain.join(timeout=10)
+        stderr = "\n".join(errors)
         proc.stdout.close()
         proc.stderr.close()
         assert "Traceback" not in stderr, stderr
