@@ -28,6 +28,7 @@ from blueprints.htmx import render_page
 from blueprints.ksef_access import close_ksef_clients
 from blueprints.ksef_access import ksef_client
 from klucznik.authorize import enroll
+from klucznik.authorize import flow
 from klucznik.authorize import grant_check
 from klucznik.authorize.session import ksef_client_for
 from klucznik.errors import PortalError
@@ -70,7 +71,7 @@ def _start_resume(app: Any) -> None:
             return ksef_client_for(db, **options)
 
     thread = threading.Thread(
-        target=enroll.resume_unfinished, kwargs={"ksef_for": ksef_for, "actor": "system", "at": at},
+        target=flow.resume_unfinished, kwargs={"ksef_for": ksef_for, "actor": "system", "at": at},
         args=(store,), name="klucznik-resume", daemon=True,
     )
     app.extensions[RESUME_THREAD] = thread

@@ -10,7 +10,7 @@ Then it is crash-safe (docs/METHODS.md): each key and its CSR — with exactly t
 subject KSeF dictates (``/certificates/enrollments/data``) — is written to ``enrollments`` before the request
 is sent, the moment of sending before it goes out, and every answer as it comes back. Any step interrupted by
 a kill, a lost connection, a 5xx or a 429 is taken up again by the next :func:`poll_enrollments` (the next
-visit of the page, or :func:`resume_unfinished` after a restart): a request whose answer was lost is found by
+visit of the page, or :func:`klucznik.authorize.flow.resume_unfinished` after a restart): a request whose answer was lost is found by
 its unique name among the company's certificates, or sent again with the same key; an issued certificate is
 retrieved, checked against its key (public key and keyUsage) and stored with it. Finally the Authentication
 certificate is proven by logging in with it, and the client's session is ended.
@@ -19,7 +19,6 @@ certificate is proven by logging in with it, and the client's session is ended.
 from __future__ import annotations
 
 import secrets
-import time
 from datetime import datetime
 from datetime import timedelta
 from typing import Any
@@ -41,7 +40,6 @@ from klucznik.authorize.requests import log_step
 from klucznik.authorize.requests import update_request
 from klucznik.authorize.session import client_with_tokens
 from klucznik.certs.formats import spki
-from klucznik.errors import PortalError
 from klucznik.instance.store import Store
 from klucznik.ksef.client import KsefClient
 from klucznik.ksef.errors import KsefError
@@ -439,41 +437,3 @@ def _finish(
                 operation="auth.certificate_login", ok=proof["ok"], reference=proof.get("reference"),
             )
     return request
-
-
-def resume_unfinished(
-    store: Store,
-    *,
-    ksef_for: Any,
-    actor: str,
-    at: datetime,
-    rounds: int = 30,
-    pause: float = 1.0,
-    sleep: Any = time.sleep,
-) -> list[int]:
-    """After a restart: take up every attempt that was interrupted past its login; returns those touched.
-
-    ``ksef_for()`` gives a KSeF client for the office's environment. Each attempt gets up to ``rounds`` rounds
-    ``pause`` seconds apart, until it is final or waits for the user; what is still unfinished then (KSeF
-    unreachable) is left for the next visit of its page.
-    """
-    from klucznik.authorize.flow import advance
-
-    with store.connect() as db:
-        pending = enrollments.unfinished_requests(db)
-    for request_id in pending:
-        ksef = ksef_for()
-        try:
-            for i in range(rounds):
-                try:
-                    progress = advance(store, request_id=request_id, ksef=ksef, actor=actor,
-                                       at=at + timedelta(seconds=pause * i))
-                except PortalError:
-                    break
-                if progress.done or progress.request.awaiting_user:
-                    break
-                sleep(pause)
-        finally:
-            ksef.close()
-    return pending
-

@@ -8,8 +8,11 @@ round retries.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
+from datetime import timedelta
+from typing import Any
 
 from klucznik.authorize import enroll
 from klucznik.authorize import grant
@@ -23,12 +26,14 @@ from klucznik.authorize.requests import update_request
 from klucznik.authorize.requests import with_error
 from klucznik.authorize.session import client_with_tokens
 from klucznik.authorize.session import save_tokens
+from klucznik.errors import PortalError
 from klucznik.instance.store import Store
 from klucznik.ksef.client import KsefClient
 from klucznik.ksef.errors import KsefError
 from klucznik.ksef.statuses import Explanation
 from klucznik.ksef.statuses import explain_auth_status
 from klucznik.records import clients
+from klucznik.records import enrollments
 from klucznik.records import office
 from klucznik.text import Text
 
@@ -248,3 +253,38 @@ def _start_followup(
     if request.method == "grant":
         return grant.start_grant(store, request, ksef=ksef, actor=actor, at=at, ip=ip)
     return enroll.start_enrollments(store, request, ksef=ksef, actor=actor, at=at, ip=ip)
+
+
+def resume_unfinished(
+    store: Store,
+    *,
+    ksef_for: Any,
+    actor: str,
+    at: datetime,
+    rounds: int = 30,
+    pause: float = 1.0,
+    sleep: Any = time.sleep,
+) -> list[int]:
+    """After a restart: take up every attempt that was interrupted past its login; returns those touched.
+
+    ``ksef_for()`` gives a KSeF client for the office's environment. Each attempt gets up to ``rounds`` rounds
+    ``pause`` seconds apart, until it is final or waits for the user; what is still unfinished then (KSeF
+    unreachable) is left for the next visit of its page.
+    """
+    with store.connect() as db:
+        pending = enrollments.unfinished_requests(db)
+    for request_id in pending:
+        ksef = ksef_for()
+        try:
+            for i in range(rounds):
+                try:
+                    progress = advance(store, request_id=request_id, ksef=ksef, actor=actor,
+                                       at=at + timedelta(seconds=pause * i))
+                except PortalError:
+                    break
+                if progress.done or progress.request.awaiting_user:
+                    break
+                sleep(pause)
+        finally:
+            ksef.close()
+    return pending

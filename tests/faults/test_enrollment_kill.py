@@ -1,6 +1,6 @@
 """Method 2 survives the portal being killed (SIGKILL) at each step: before and after each KSeF call, including
 between the enrollment and the retrieval. A new process takes the attempt up again after the restart
-(:func:`klucznik.authorize.enroll.resume_unfinished`), and every certificate KSeF issued has its key."""
+(:func:`klucznik.authorize.flow.resume_unfinished`), and every certificate KSeF issued has its key."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 
 from klucznik import clock
 from klucznik.authorize.enroll import confirm
-from klucznik.authorize.enroll import resume_unfinished
+from klucznik.authorize.flow import resume_unfinished
 from klucznik.authorize.requests import get_request
 from klucznik.instance.keyring import TEST_KDF
 from klucznik.instance.store import Store
