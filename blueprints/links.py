@@ -205,11 +205,10 @@ def email(client_id: int) -> Any:
         error = None
     except PortalError as exc:
         error, code = message(exc), exc.code
-    if link is not None:
-        with get_store().write() as db:
-            audit.record(db, actor=g.user.username, action="link.email", object_type="client", object_id=client_id,
-                         details={"link_id": link.id, "recipient": recipient, "ok": error is None,
-                                  **({"error": code} if error else {})}, ip=client_ip(), at=now())
+    with get_store().write() as db:  # every try, also with a dead or foreign link (link_id null)
+        audit.record(db, actor=g.user.username, action="link.email", object_type="client", object_id=client_id,
+                     details={"link_id": link.id if link else None, "recipient": recipient, "ok": error is None,
+                              **({"error": code} if error else {})}, ip=client_ip(), at=now())
     return render_page("links/_email.html", 422 if error else 200, client=client, token=token,
                        recipient=recipient, error=error, sent=error is None)
 

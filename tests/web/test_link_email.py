@@ -98,3 +98,5 @@ def test_a_wrong_address_and_a_dead_link_are_refused(web, store, client_company,
                                                                         "recipient": "biuro@przyklad.pl"}, htmx=True)
         assert forged.status_code == 422 and "Utwórz nowy link" in forged.get_data(as_text=True)
     assert box.messages == []
+    assert [(e["link_id"], e["error"]) for e in _audit(store)] == [
+        (1, "recipient_invalid"), (None, "link_gone"), (None, "link_gone")]
