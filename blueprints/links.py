@@ -35,6 +35,8 @@ from klucznik.authorize.requests import get_request
 from klucznik.errors import PortalError
 from klucznik.records import audit
 from klucznik.records import clients
+from klucznik.records import office
+from klucznik.status import reminders
 from klucznik.throttle import LoginThrottle
 
 bp = Blueprint("links", __name__)
@@ -177,7 +179,38 @@ def create(client_id: int) -> Any:
                                           ip=client_ip(), at=now())
     except PortalError as exc:
         return render_page("links/_created.html", 422, error=message(exc))
-    return render_page("links/_created.html", link=link, url=url)
+    client = clients.get_client(get_db(), client_id)
+    return render_page("links/_created.html", link=link, url=url, client=client,
+                       token=url.rsplit("/podpis/", 1)[1], recipient=client.email)
+
+
+@bp.route("/clients/<int:client_id>/links/email", methods=["POST"])
+@login_required
+def email(client_id: int) -> Any:
+    """"Wyślij e-mailem": the link just made goes to the client's address through the office's SMTP server.
+
+    The form carries the link's secret (shown on the same page); only a still usable link of this client is
+    sent, always to the portal's own address for it. Composed here: the link is :mod:`klucznik.authorize`'s,
+    the SMTP sending :mod:`klucznik.status`'s (siblings that do not import each other)."""
+    token = request.form.get("token", "")[:100]
+    recipient = request.form.get("recipient", "")[:300].strip()
+    client = clients.get_client(get_db(), client_id)
+    link = None
+    try:
+        link, url = links.link_to_send(get_db(), client_id=client_id, token=token, at=now())
+        settings = links.mail_settings(get_db(), recipient)
+        reminders.send(settings, links.invitation(client=client, office_name=office.get_office(get_db()).name,
+                                                  url=url, expires_at=link.expires_at, settings=settings,
+                                                  at=now()))
+        error = None
+    except PortalError as exc:
+        error, code = message(exc), exc.code
+    with get_store().write() as db:  # every try, also with a dead or foreign link (link_id null)
+        audit.record(db, actor=g.user.username, action="link.email", object_type="client", object_id=client_id,
+                     details={"link_id": link.id if link else None, "recipient": recipient, "ok": error is None,
+                              **({"error": code} if error else {})}, ip=client_ip(), at=now())
+    return render_page("links/_email.html", 422 if error else 200, client=client, token=token,
+                       recipient=recipient, error=error, sent=error is None)
 
 
 @bp.route("/office/links", methods=["POST"])

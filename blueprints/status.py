@@ -6,6 +6,7 @@ The portal's start page once clients exist. Views stay thin: parse the filters, 
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from flask import Blueprint
@@ -42,6 +43,28 @@ from klucznik.status.availability import OFFLINE_MEANING
 from klucznik.status.availability import AvailabilityMonitor
 
 bp = Blueprint("status", __name__)
+
+#: ``app.extensions`` key set once the portal looked, after the unseal, for "check all" jobs a stop left running.
+JOBS_RECOVERED = "klucznik.status_jobs_recovered"
+_recover_lock = threading.Lock()
+
+
+@bp.before_app_request
+def _recover_jobs_after_unseal() -> None:
+    """Once per process, at the first request after the unseal (any page, like the resumption of interrupted
+    enrollments in :mod:`blueprints.methods`): a "check all" job a stopped portal left running resumes (or is
+    marked interrupted) without waiting for someone to open the status page."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if JOBS_RECOVERED in app.extensions or get_store().is_sealed:
+        return
+    with _recover_lock:
+        if JOBS_RECOVERED in app.extensions:
+            return
+        app.extensions[JOBS_RECOVERED] = True
+        with get_store().connect() as db:
+            left_running = jobs.left_running(db)
+        if left_running:
+            job_manager()  # creating the manager recovers every job left running
 
 
 def _filters() -> dict[str, str]:

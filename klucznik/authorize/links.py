@@ -9,10 +9,15 @@ audited. Opening the page issues a fresh challenge (the signed file must come ba
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
+from dataclasses import replace
 from datetime import datetime
 from datetime import timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime
+from email.utils import make_msgid
 from urllib.parse import urlsplit
 
 from sqlite_utils import Database
@@ -23,6 +28,8 @@ from klucznik.errors import PortalError
 from klucznik.errors import ValidationError
 from klucznik.records import audit
 from klucznik.records import clients
+from klucznik.records import smtp
+from klucznik.records.smtp import SmtpSettings
 from klucznik.text import Text
 
 LIFETIME = timedelta(days=7)
@@ -169,3 +176,66 @@ def signer_warning(signer: dict | None, client_nip: str) -> Text | None:
             "the company (e.g. a sole proprietorship) or holds permissions in it.",
         )
     return None
+
+
+# -- sending the link by e-mail (the office's side; the SMTP transport itself is the caller's) ----------------
+
+_RECIPIENT_RE = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$")
+
+MAIL_NOT_CONFIGURED = Text(
+    "Poczta nie jest skonfigurowana, więc portal nie może wysłać linku e-mailem. Skopiuj link i wyślij go "
+    "klientowi sam(a) albo poproś administratora o uzupełnienie serwera i nadawcy w ustawieniach biura (Poczta).",
+    "E-mail is not configured, so the portal cannot send the link. Copy the link and send it to the client "
+    "yourself, or ask an administrator to fill in the server and the sender in the office settings (E-mail).",
+)
+
+
+def link_to_send(db: Database, *, client_id: int, token: str, at: datetime) -> tuple[SigningLink, str]:
+    """The still usable link of ``token`` for this client and its full address (to e-mail it)."""
+    try:
+        link = resolve(db, token, at=at)
+    except LinkError:
+        link = None
+    if link is None or link.client_id != client_id:
+        raise LinkError(Text(
+            "Tego linku nie da się już wysłać: wygasł, został wykorzystany albo należy do innego klienta. "
+            "Utwórz nowy link.",
+            "This link can no longer be sent: it expired, was used or belongs to another client. Make a new link."),
+            code="link_gone")
+    return link, f"{get_settings(db).public_url}/podpis/{token}"
+
+
+def mail_settings(db: Database, recipient: str) -> SmtpSettings:
+    """The office's SMTP settings addressed to ``recipient`` alone; plain errors for a bad address or no mail."""
+    recipient = recipient.strip()
+    if not _RECIPIENT_RE.match(recipient) or len(recipient) > 254:
+        raise ValidationError(Text(
+            "Podaj jeden poprawny adres e-mail klienta, np. biuro@firma.pl.",
+            "Enter one valid e-mail address of the client, e.g. office@company.pl."),
+            field="recipient", code="recipient_invalid")
+    stored = smtp.get_smtp(db)
+    if not stored.host or not stored.sender:
+        raise LinkError(MAIL_NOT_CONFIGURED, code="mail_not_configured")
+    return replace(stored, recipients=(recipient,))
+
+
+def invitation(*, client: clients.Client, office_name: str, url: str, expires_at: datetime,
+               settings: SmtpSettings, at: datetime) -> EmailMessage:
+    """The e-mail with the link (in Polish; the client's page is Polish too)."""
+    office_name = office_name or "biuro rachunkowe"
+    message = EmailMessage()
+    message["Subject"] = f"{office_name}: podpis pliku do KSeF dla {client.name}"
+    message["From"] = settings.sender
+    message["To"] = ", ".join(settings.recipients)
+    message["Date"] = format_datetime(clock.to_utc(at))
+    message["Message-ID"] = make_msgid(domain=settings.sender.rsplit("@", 1)[-1])
+    message.set_content(
+        f"Dzień dobry,\n\n{office_name} prosi o podpisanie pliku, który łączy firmę {client.name} "
+        f"(NIP {client.nip}) z Krajowym Systemem e-Faktur (KSeF).\n\n"
+        f"Otwórz ten link:\n{url}\n\n"
+        "Na stronie pobierzesz plik, podpiszesz go podpisem kwalifikowanym albo pieczęcią kwalifikowaną firmy "
+        "i wgrasz z powrotem; podpisany plik trzeba wgrać w ciągu 10 minut od otwarcia strony.\n\n"
+        f"Link jest jednorazowy i działa do {clock.date_pl(expires_at)}. Nie przekazuj go nikomu.\n"
+        "Jeśli nie spodziewasz się tej wiadomości, zignoruj ją albo zadzwoń do biura.\n"
+    )
+    return message

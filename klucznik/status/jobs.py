@@ -82,6 +82,11 @@ def latest_job(db: Database) -> JobProgress | None:
     return _job(row) if row else None
 
 
+def left_running(db: Database) -> bool:
+    """Is any job marked running (at start-up: one a stopped portal left behind)?"""
+    return db.execute("SELECT 1 FROM status_jobs WHERE state = 'running' LIMIT 1").fetchone() is not None
+
+
 def checkable_clients(db: Database) -> list[int]:
     """Current clients connected to KSeF (by any method), by name."""
     return [row[0] for row in db.execute(

@@ -130,6 +130,18 @@ def send(settings: SmtpSettings, message: EmailMessage, *, timeout: float = 20.0
             "Serwer poczty odrzucił login lub hasło. Sprawdź je w ustawieniach poczty.",
             "The mail server refused the user name or password. Check them in the e-mail settings."),
             code="mail_auth") from exc
+    except ssl.SSLCertVerificationError as exc:
+        raise MailError(Text(
+            f"Serwer poczty {settings.host} przedstawił certyfikat, któremu portal nie ufa "
+            f"({exc.verify_message or 'nieznany wystawca'}), więc e-mail nie został wysłany. Sprawdź adres "
+            "serwera (musi się zgadzać z certyfikatem); jeśli serwer ma certyfikat z własnego urzędu "
+            "certyfikacji biura, administrator dodaje ten urząd do zaufanych w systemie portalu "
+            "(albo wskazuje plik z nim w zmiennej SSL_CERT_FILE).",
+            f"The mail server {settings.host} presented a certificate the portal does not trust "
+            f"({exc.verify_message or 'unknown issuer'}), so the e-mail was not sent. Check the server name (it "
+            "must match the certificate); if the server's certificate comes from the office's own certification "
+            "authority, the administrator adds that authority to the system's trusted ones (or names a file with "
+            "it in SSL_CERT_FILE)."), code="mail_untrusted") from exc
     except (smtplib.SMTPException, OSError) as exc:
         raise MailError(Text(
             f"Nie udało się wysłać e-maila przez {settings.host}:{settings.port} ({type(exc).__name__}). "

@@ -3,6 +3,9 @@ statuses, a revoked certificate raising the banner), and "Sprawdź wszystkich" w
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
+
 import pytest
 
 from klucznik.ksef.transport import RetryPolicy
@@ -42,6 +45,33 @@ def test_a_revoked_certificate_fails_the_check_and_raises_the_banner(portal) -> 
     banner = web.get("/clients").get_data(as_text=True)
     assert "1 klient nie przeszedł ostatniego sprawdzenia w KSeF." in banner
     assert "status.check" in web.get("/admin/audit").get_data(as_text=True)
+
+
+def test_a_certificate_shortened_in_ksef_shows_as_expiring_after_check_now(portal) -> None:
+    """KSeF ends a certificate earlier than its file says (the sandbox's PUT /testdata/certificates/{serial}):
+    the portal learns it at the next live check, and the table, the client's page and the banner say so."""
+    web, company, server, serials = portal
+    assert "status-banner" not in web.get("/clients").get_data(as_text=True)  # both valid for a year or more
+    now = server.state.now().replace(microsecond=0)
+    ksef = server.login(company.nip)
+    soon = now + timedelta(days=5, hours=6)
+    ksef.testdata.shorten_certificate(serials["Authentication"], valid_to=soon)
+    ksef.testdata.shorten_certificate(serials["Offline"], valid_to=now + timedelta(days=20, hours=6))
+    ksef.revoke_current()
+    assert "zostało 5 dni" not in web.get("/status").get_data(as_text=True)  # not known before a check
+    assert web.post(f"/status/clients/{company.id}/check").status_code == 303
+    table = web.get("/status").get_data(as_text=True)
+    assert "zostało 5 dni" in table and "band-urgent" in table
+    assert "zostało 20 dni" in table and "band-soon" in table
+    assert table.count("aktywny w KSeF") == 2  # still active: shortened, not revoked
+    page = web.get(f"/status/clients/{company.id}").get_data(as_text=True)
+    row = re.search(r'<tr class="band-urgent">.*?</tr>', page, re.S)
+    assert row is not None and serials["Authentication"] in row.group(0)
+    assert soon.strftime("%d.%m.%Y") in row.group(0) and "<td>5</td>" in row.group(0)
+    assert "działa" in page
+    banner = re.search(r'<p class="status-banner".*?</p>', web.get("/clients").get_data(as_text=True), re.S)
+    assert banner is not None and "1 klient ma certyfikat wygasający w ciągu 30 dni." in banner.group(0)
+    assert company.name in web.get("/status?show=expiring").get_data(as_text=True)
 
 
 def test_check_all_shows_progress_and_ends(portal, store) -> None:
