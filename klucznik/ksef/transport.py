@@ -168,8 +168,12 @@ class Transport:
         sleep: Callable[[float], None] = time.sleep,
         problem_details: bool = True,
         user_agent: str = "Klucznik (KSeF portal)",
+        pacer: Callable[[str, str], None] | None = None,
     ) -> None:
         self.timeout = timeout
+        #: Called with (method, url) before every request, retries included: a caller that shares a budget
+        #: of KSeF's rate limits between clients (e.g. a check of all clients) waits there.
+        self.pacer = pacer
         if isinstance(retries, int):
             retries = RetryPolicy(attempts=retries)
         self.retry = retries or RetryPolicy()
@@ -205,6 +209,8 @@ class Transport:
         failures = 0
         rate_limited = 0
         while True:
+            if self.pacer is not None:
+                self.pacer(method, url)
             try:
                 response = self.session.request(method, url, timeout=self.timeout, **kwargs)
             except (requests.ConnectionError, requests.Timeout) as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from sqlite_utils import Database
 
@@ -101,14 +103,20 @@ def remaining_clients(db: Database, job_id: int) -> list[int]:
     return [c for c in json.loads(row[0]) if c not in checked]
 
 
+#: ``GET /auth/{referenceNumber}``, the status of one login (not ``/auth/sessions``).
+_AUTH_STATUS = re.compile(r"/auth/(?!sessions$)[^/]+$")
+
+
 class CheckRunner:
     """Live checks of many clients with at most ``concurrency`` at once, stored every ``batch_size`` outcomes
     or ``flush_seconds`` (one write each). A 429 pauses every worker for its ``Retry-After`` and the client is
     checked again (at most ``rate_limit_retries`` times).
 
-    ``starts_per_second`` paces the logins so that 429s are rare rather than merely survived: KSeF counts its
-    public ``/auth`` operations per IP address (60/s each, docs/KSEF.md), and a login polls its status about
-    twice, so 28 logins a second (56 polls) stay under the limit (``None``: no pacing).
+    Pacing keeps 429s rare rather than merely survived: KSeF counts its public ``/auth`` operations per IP
+    address (60/s each, docs/KSEF.md). ``starts_per_second`` paces the logins (one challenge, one signed
+    file, one redeem each) and ``polls_per_second`` every ``GET /auth/{referenceNumber}`` of all workers
+    together, one budget shared through the clients' transport (a login polls at least twice, more when KSeF
+    has not decided yet). ``None`` turns either off.
     """
 
     def __init__(
@@ -124,11 +132,14 @@ class CheckRunner:
         rate_limit_retries: int = 3,
         sleep: Callable[[float], None] = time.sleep,
         poll_interval: float = 1.0,
-        starts_per_second: float | None = 28.0,
+        starts_per_second: float | None = 30.0,
+        polls_per_second: float | None = 57.0,
     ) -> None:
         self.store = store
         self.starts_per_second = starts_per_second
+        self.polls_per_second = polls_per_second
         self._next_start = 0.0
+        self._next_poll = 0.0
         self.ksef_factory = ksef_factory
         self.office_login = office_login
         self.clock = clock
@@ -161,6 +172,17 @@ class CheckRunner:
         if wait > 0:
             self.sleep(wait)
 
+    def _pace_request(self, method: str, url: str) -> None:
+        """The transport's pacer: space the workers' status polls at most ``polls_per_second`` apart."""
+        if not self.polls_per_second or method.upper() != "GET" or not _AUTH_STATUS.search(urlsplit(url).path):
+            return
+        with self._pause_lock:
+            start = max(time.monotonic(), self._next_poll)
+            self._next_poll = start + 1.0 / self.polls_per_second
+        wait = start - time.monotonic()
+        if wait > 0:
+            self.sleep(wait)
+
     def check_one(self, client_id: int) -> CheckOutcome:
         """One client, retried after a 429 (every worker waits out its ``Retry-After`` first)."""
         attempt = 0
@@ -168,6 +190,7 @@ class CheckRunner:
             self._wait_for_pause()
             self._pace_start()
             with self.ksef_factory() as ksef:
+                ksef.transport.pacer = self._pace_request
                 outcome = check_client(self.store.connect, client_id, ksef=ksef, at=self.clock(),
                                        office_login=self.office_login, poll_interval=self.poll_interval)
             if outcome.http_status != 429 or attempt >= self.rate_limit_retries:
