@@ -12,6 +12,7 @@ reported no console error, uncaught exception or Content-Security-Policy violati
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -81,6 +82,29 @@ def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[s
     return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
 
 
+@contextlib.contextmanager
+def running_portal(instance: Path, module: str = "tests.browser.serve") -> Iterator[str]:
+    """Start ``python -m module`` (the portal under waitress over ``instance``, no KLUCZNIK_ settings of this
+    shell) and give its address; its stderr goes to portal.log beside the instance; stopped on exit."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("KLUCZNIK_")}
+    env["KLUCZNIK_INSTANCE"] = str(instance)
+    log = instance.parent / "portal.log"
+    with log.open("wb") as output:
+        server = subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                  stderr=output)
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().decode().strip()
+        if not url.startswith("http://"):
+            pytest.fail(f"the portal did not start: {log.read_text('utf-8', 'replace')[-2000:]}")
+        yield url
+    finally:
+        server.terminate()
+        server.wait(10)
+        if server.stdout is not None:
+            server.stdout.close()
+
+
 @pytest.fixture(scope="module")
 def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The address of the real portal under waitress over a set-up instance (cheap KDF) with two clients.
@@ -97,28 +121,8 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             (OTHER_NIP, "Onbeald Elward Caspian Inc."),
         ):
             clients.create_client(db, clients.validate(nip=nip, name=name), actor=ADMIN, at=NOW)
-    env = {name: value for name, value in os.environ.items() if not name.startswith("KLUCZNIK_")}
-    env["KLUCZNIK_INSTANCE"] = str(instance)
-    log = instance.parent / "portal.log"
-    with log.open("wb") as output:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "tests.browser.serve"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=output,
-        )
-    try:
-        assert server.stdout is not None
-        url = server.stdout.readline().decode().strip()
-        if not url.startswith("http://"):
-            pytest.fail(f"the portal did not start: {log.read_text('utf-8', 'replace')[-2000:]}")
+    with running_portal(instance) as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(10)
-        if server.stdout is not None:
-            server.stdout.close()
 
 
 @pytest.fixture(scope="session")

@@ -3,10 +3,7 @@ timeline, "Sprawdź teraz" and "Sprawdź wszystkich" against the sandbox — wit
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 
@@ -20,9 +17,9 @@ from klucznik.instance.keyring import TEST_KDF
 from klucznik.instance.store import Store
 from klucznik.records import office
 from sandbox.state import Config
-from tests.browser.conftest import ROOT
 from tests.browser.conftest import PageProblems
 from tests.browser.conftest import log_in
+from tests.browser.conftest import running_portal
 from tests.fixtures.sandbox import OFFICE_NIP
 from tests.fixtures.sandbox import ContractRecorder
 from tests.fixtures.sandbox import SandboxServer
@@ -64,23 +61,8 @@ def portal(tmp_path_factory: pytest.TempPathFactory, ksef_sandbox: SandboxServer
     for client_id, nip in zip(ids, ("5261040828", "7740001454"), strict=True):
         enroll_in_sandbox(ksef_sandbox, store, client_id, nip, at=at)
     store.seal()
-    env = {name: value for name, value in os.environ.items() if not name.startswith("KLUCZNIK_")}
-    env["KLUCZNIK_INSTANCE"] = str(instance)
-    log = instance.parent / "portal.log"
-    with log.open("wb") as output:
-        server = subprocess.Popen([sys.executable, "-m", "tests.browser.serve_status"], cwd=ROOT, env=env,
-                                  stdout=subprocess.PIPE, stderr=output)
-    try:
-        assert server.stdout is not None
-        url = server.stdout.readline().decode().strip()
-        if not url.startswith("http://"):
-            pytest.fail(f"the portal did not start: {log.read_text('utf-8', 'replace')[-2000:]}")
+    with running_portal(instance, "tests.browser.serve_status") as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(10)
-        if server.stdout is not None:
-            server.stdout.close()
 
 
 def test_status_page_checks_and_filters(page: Page, problems: PageProblems, ksef_sandbox: SandboxServer) -> None:

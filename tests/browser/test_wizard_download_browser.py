@@ -4,10 +4,7 @@ neither the file nor its minutes left."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -22,9 +19,9 @@ from klucznik.records import clients
 from klucznik.records import office
 from sandbox import ca
 from sandbox import signer
-from tests.browser.conftest import ROOT
 from tests.browser.conftest import PageProblems
 from tests.browser.conftest import log_in
+from tests.browser.conftest import running_portal
 from tests.browser.test_status_browser import ksef_sandbox  # noqa: F401 - the module's sandbox
 from tests.fixtures.sandbox import OFFICE_NIP
 from tests.fixtures.sandbox import SandboxServer
@@ -48,23 +45,8 @@ def portal(tmp_path_factory: pytest.TempPathFactory, ksef_sandbox: SandboxServer
         clients.create_client(db, clients.validate(nip=CLIENT_NIP, name="Żabka Księgowa Sp. z o.o."),
                               actor=ADMIN, at=at)
     store.seal()
-    env = {name: value for name, value in os.environ.items() if not name.startswith("KLUCZNIK_")}
-    env["KLUCZNIK_INSTANCE"] = str(instance)
-    log = instance.parent / "portal.log"
-    with log.open("wb") as output:
-        server = subprocess.Popen([sys.executable, "-m", "tests.browser.serve_status"], cwd=ROOT, env=env,
-                                  stdout=subprocess.PIPE, stderr=output)
-    try:
-        assert server.stdout is not None
-        url = server.stdout.readline().decode().strip()
-        if not url.startswith("http://"):
-            pytest.fail(f"the portal did not start: {log.read_text('utf-8', 'replace')[-2000:]}")
+    with running_portal(instance, "tests.browser.serve_status") as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(10)
-        if server.stdout is not None:
-            server.stdout.close()
 
 
 def test_one_click_download_then_nothing_stale_after_done(
