@@ -33,17 +33,30 @@ WAL_AUTOCHECKPOINT = 64
 
 
 class Connection(Database):
-    """A :class:`Database` the store hands out; it tells the store when it is closed (see ``rotate_key``)."""
+    """A :class:`Database` the store hands out; it tells the store when it is closed (see ``rotate_key``).
+
+    With ``on_close`` set, :meth:`close` hands the connection to it: the store either keeps it open for
+    the next :meth:`Store.connect` (its pool of idle connections) or closes it with :meth:`discard`, then
+    wakes a key rotation waiting for connections to close.
+    """
 
     on_close: Callable[[Connection], None] | None = None
 
     def close(self) -> None:
-        try:
+        hook, self.on_close = self.on_close, None
+        if hook is None:
             super().close()
-        finally:
-            if self.on_close is not None:
-                self.on_close(self)
-                self.on_close = None
+            return
+        try:
+            hook(self)
+        except BaseException:
+            super().close()
+            raise
+
+    def discard(self) -> None:
+        """Close for good."""
+        self.on_close = None
+        super().close()
 
 
 def open_database(path: Path, dmk: bytes, *, readonly_checks: bool = False) -> Database:

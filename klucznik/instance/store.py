@@ -92,6 +92,9 @@ _LEGACY_SNAPSHOT_RE = re.compile(r"^klucznik-(\d{12})\.db$")
 _RELOAD_PAUSE = 0.5
 """Seconds to wait before reading keyring.json again when the database opens with none of its keys."""
 
+_IDLE_CONNECTIONS = 8
+"""Connections kept open for reuse (one per waitress thread): opening one with its key costs about 1.5 ms."""
+
 _COMPACT_MIN = 256 * 1024
 """Bytes of single-commit chunks after which the current snapshot's chunks are merged into one."""
 
@@ -215,6 +218,7 @@ class Store:
         # only its own thread has any open (see _exclusive).
         self._gate = threading.Condition()
         self._open: dict[int, int] = {}
+        self._idle: list[tuple[Connection, bytes]] = []  # closed by their users, kept open for reuse
         self._rotating_thread: int | None = None
         self.rotation_wait = 30.0
         # The change log as this process last saw it (guarded by _write_lock and the writer lock).
@@ -506,6 +510,8 @@ class Store:
         with self._lock:
             self._dmk = None
             self._known = []
+            with self._gate:
+                self._drop_idle()
             with self._write_lock:
                 self._close_keeper()
                 self._alive.close()
@@ -692,22 +698,49 @@ class Store:
     # -- connections and writes --------------------------------------------------------------------------
 
     def connect(self) -> Database:
-        """A new connection (raw key, about 0.1 ms); the caller closes it."""
+        """A connection (an idle one kept from before, or a new one); the caller closes it."""
         me = threading.get_ident()
         with self._gate:
             # While a rotation waits or runs, only threads that already hold a connection (which may open
             # a second one) and the rotating thread go on; others wait, so the rotation cannot starve.
             self._gate.wait_for(lambda: self._rotating_thread in (None, me) or me in self._open.values())
-            db = open_database(self.db_path, self._require_dmk())
+            dmk = self._require_dmk()
+            db = None
+            while self._idle and db is None:
+                db, key = self._idle.pop()
+                if key != dmk:  # opened before a key change: never used again
+                    db.discard()
+                    db = None
+            if db is None:
+                db = open_database(self.db_path, dmk)
             assert isinstance(db, Connection)
             self._open[id(db)] = me
             db.on_close = self._closed
         return db
 
     def _closed(self, db: Connection) -> None:
+        """A connection handed back: kept for the next :meth:`connect` if it is clean, else closed."""
         with self._gate:
             self._open.pop(id(db), None)
+            keep = (
+                self._dmk is not None
+                and self._rotating_thread is None
+                and len(self._idle) < _IDLE_CONNECTIONS
+                and not db.conn.in_transaction
+            )
+            if keep:
+                self._idle.append((db, self._dmk))
+            else:
+                with contextlib.suppress(DatabaseError):
+                    db.discard()
             self._gate.notify_all()
+
+    def _drop_idle(self) -> None:
+        """Close every pooled connection (caller holds ``_gate``): before a rekey, at seal."""
+        while self._idle:
+            db, _key = self._idle.pop()
+            with contextlib.suppress(DatabaseError):
+                db.discard()
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -721,6 +754,7 @@ class Store:
         with self._gate:
             self._gate.wait_for(lambda: self._rotating_thread is None)
             self._rotating_thread = me
+            self._drop_idle()
             if not self._gate.wait_for(lambda: all(t == me for t in self._open.values()), self.rotation_wait):
                 self._rotating_thread = None
                 self._gate.notify_all()
@@ -846,7 +880,12 @@ class Store:
     def _log_commit(self, db: Database) -> None:
         """After ``COMMIT``: append the commit's pages to the log and fsync, then the log's upkeep."""
         try:
-            found = walfile.capture(self.wal_path, self._wal_salt, self._wal_pos)
+            # With the position known (the log restores exactly the database before this commit), the
+            # commit's frames are those up to its commit frame; else every commit SQLite's log holds.
+            if self._wal_salt is not None:
+                found = walfile.capture_commit(self.wal_path, self._wal_salt, self._wal_pos)
+            else:
+                found = walfile.capture(self.wal_path, self._wal_salt, self._wal_pos)
             if not found.pages or not found.db_pages:
                 # Nothing to append means SQLite's log was restarted by someone else: never acknowledge.
                 log.error("the commit's pages were not found in SQLite's log; a new snapshot follows")

@@ -23,6 +23,7 @@ from klucznik.errors import ValidationError
 from klucznik.errors import WrongCredentials
 from klucznik.instance import segments
 from klucznik.instance import snapshots
+from klucznik.instance import walfile
 from klucznik.instance.database import generation
 from klucznik.instance.database import integrity_report
 from klucznik.instance.database import open_database
@@ -575,3 +576,59 @@ def test_a_commit_whose_log_append_failed_is_not_acknowledged_and_joins_the_log_
     add_clients(store, [("Firma 2", nips(1, start=2)[0])])
     assert store.snapshot_info()["log_generation"] == current_generation(store)
     assert rebuilt_names(store) == client_names(store) == ["Firma 0", "Firma 1", "Firma 2"]
+
+
+# -- the commit's own frames and the idle connections ------------------------------------------------------
+
+
+def test_capture_commit_reads_exactly_the_one_commit_after_the_position(store: Store) -> None:
+    """The write path reads its own commit up to the first commit frame; capture() reads every commit."""
+    add_clients(store, [("Firma A", nips(3)[0])])
+    with open(store.wal_path, "rb") as fh:
+        salt = walfile.read_header(fh).salt  # type: ignore[union-attr]
+    first = walfile.capture(store.wal_path, salt, 0)  # every commit in SQLite's log so far
+    add_clients(store, [("Firma B", nips(3)[1]), ("Firma C", nips(3)[2])])  # two more commits
+    with open(store.wal_path, "rb") as fh:
+        assert walfile.read_header(fh).salt == salt  # type: ignore[union-attr] - SQLite did not restart it
+    both = walfile.capture(store.wal_path, salt, first.position)
+    one = walfile.capture_commit(store.wal_path, salt, first.position)
+    assert one.db_pages and one.pages and one.position < both.position
+    # The next commit starts where the first one ended, and ends where capture() ends.
+    two = walfile.capture_commit(store.wal_path, salt, one.position)
+    assert two.position == both.position and two.pages.keys() <= both.pages.keys()
+    assert {**one.pages, **two.pages} == both.pages
+    # Nothing after the last commit frame: no commit found, the position stays.
+    after = walfile.capture_commit(store.wal_path, salt, both.position)
+    assert (after.pages, after.db_pages, after.position) == ({}, 0, both.position)
+    # A position from a log SQLite has restarted since (other salts) reads from the start of the log.
+    restarted = walfile.capture_commit(store.wal_path, b"\0" * 8, both.position)
+    assert restarted.position == walfile.capture_commit(store.wal_path, salt, 0).position < both.position
+    assert rebuilt_names(store) == ["Firma A", "Firma B", "Firma C"]
+
+
+def test_idle_connections_are_reused_but_never_across_a_key_change_or_a_seal(store: Store) -> None:
+    db = store.connect()
+    db.close()
+    again = store.connect()
+    assert again is db  # kept open for the next request: no new key setup
+    # A connection handed back inside a transaction is closed, never handed out again.
+    again.execute("BEGIN")
+    again.close()
+    fresh = store.connect()
+    assert fresh is not again
+    with pytest.raises(Exception, match="closed"):
+        again.execute("SELECT 1")
+    fresh.close()
+    # A key rotation closes every idle connection; the ones after it have the new key.
+    store.add_user_slot("bartek", "Haslo-bartka-123")
+    store.rotate_key(drop_user="bartek")
+    with pytest.raises(Exception, match="closed"):
+        fresh.execute("SELECT 1")
+    after = store.connect()
+    assert after is not fresh and after.execute("SELECT count(*) FROM clients").fetchone()[0] == 0
+    after.close()
+    store.seal()
+    with pytest.raises(Exception, match="closed"):
+        after.execute("SELECT 1")
+    with pytest.raises(Sealed):
+        store.connect()
