@@ -8,7 +8,18 @@ lets every session loop for ``seconds``: about 70 % reads (the clients list with
 page) and 30 % writes (a new client through the form). Prints p50/p95 per kind, the number of requests and
 errors, and instance/ against the data at the end.
 
-Run: ``.venv/bin/python bench/bench_load.py [sessions] [seconds] [clients]`` (default 8 30 1000).
+Two ways to load it:
+
+- closed loop (the default): every session sends its next request as soon as the previous answer came, with
+  no pause. That finds the portal's throughput, and the latencies it prints are the queue that saturation
+  makes (Little's law: requests in flight ÷ requests a second), whatever the code does.
+- ``--rate R``: every session sends R requests a second at random moments (a Poisson process, its own seed),
+  whether or not the previous answer came; a request's time counts from the moment it was due, so an answer
+  that comes late also delays the clock of the ones queued behind it (no "coordinated omission").
+  8 sessions at R = 5 is 40 requests a second, many times what eight accountants click.
+
+Run: ``.venv/bin/python bench/bench_load.py [sessions] [seconds] [clients] [--rate R]`` (default 8 30 1000,
+closed loop).
 """
 
 from __future__ import annotations
@@ -69,9 +80,12 @@ def pct(values: list[float], p: float) -> float:
 
 
 class Session(threading.Thread):
-    def __init__(self, url: str, seconds: float, nips, lock: threading.Lock, seed: int) -> None:  # noqa: ANN001
+    def __init__(  # noqa: PLR0913
+        self, url: str, seconds: float, nips, lock: threading.Lock, seed: int, rate: float = 0.0  # noqa: ANN001
+    ) -> None:
         super().__init__()
-        self.url, self.seconds, self.nips, self.lock = url, seconds, nips, lock
+        self.url, self.seconds, self.nips, self.lock, self.rate = url, seconds, nips, lock, rate
+        self.ready: threading.Barrier
         self.rng = random.Random(seed)
         self.times: dict[str, list[float]] = {
             "read: list + search": [],
@@ -93,12 +107,22 @@ class Session(threading.Thread):
         )
         if response.status_code != 303:
             self.errors.append(f"login {response.status_code}")
+            self.ready.abort()
             return
         token = CSRF_RE.search(http.get(f"{self.url}/clients", timeout=30).text).group(1)  # type: ignore[union-attr]
-        deadline = time.monotonic() + self.seconds
-        while time.monotonic() < deadline:
+        self.ready.wait()  # every session logged in (Argon2id): the timed window starts for all at once
+        deadline = time.perf_counter() + self.seconds
+        due = time.perf_counter()
+        while time.perf_counter() < deadline:
             roll = self.rng.random()
-            start = time.perf_counter()
+            if self.rate:
+                due += self.rng.expovariate(self.rate)
+                if due >= deadline:
+                    break
+                time.sleep(max(0.0, due - time.perf_counter()))
+                start = due  # counted from when it was due, also when the previous answer came late
+            else:
+                start = time.perf_counter()
             if roll < 0.3:
                 with self.lock:
                     nip = next(self.nips)
@@ -126,9 +150,15 @@ class Session(threading.Thread):
 
 
 def main() -> None:
-    sessions = int(sys.argv[1]) if len(sys.argv) > 1 else 8
-    seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 30.0
-    count = int(sys.argv[3]) if len(sys.argv) > 3 else 1000
+    args = sys.argv[1:]
+    rate = 0.0
+    if "--rate" in args:
+        at = args.index("--rate")
+        rate = float(args[at + 1])
+        del args[at : at + 2]
+    sessions = int(args[0]) if len(args) > 0 else 8
+    seconds = float(args[1]) if len(args) > 1 else 30.0
+    count = int(args[2]) if len(args) > 2 else 1000
     with tempfile.TemporaryDirectory() as tmp:
         instance = Path(tmp) / "instance"
         store = Store(instance, kdf=TEST_KDF)
@@ -168,10 +198,13 @@ def main() -> None:
                         raise RuntimeError("the portal did not start") from None
                     time.sleep(0.05)
             lock = threading.Lock()
-            threads = [Session(url, seconds, nips, lock, seed) for seed in range(sessions)]
-            start = time.perf_counter()
+            threads = [Session(url, seconds, nips, lock, seed, rate) for seed in range(sessions)]
+            ready = threading.Barrier(sessions + 1)
             for thread in threads:
+                thread.ready = ready
                 thread.start()
+            ready.wait()
+            start = time.perf_counter()
             for thread in threads:
                 thread.join()
             elapsed = time.perf_counter() - start
@@ -190,9 +223,11 @@ def main() -> None:
             for kind, values in thread.times.items():
                 kinds.setdefault(kind, []).extend(values)
         total = sum(len(v) for v in kinds.values())
+        mode = f"{rate:g} requests a second each (Poisson)" if rate else "closed loop (no pause)"
         print(
-            f"{sessions} sessions for {elapsed:.0f} s against klucznik serve (waitress, 8 threads), "
-            f"{count} clients at the start: {total} requests, {len(errors)} errors {errors[:3]}"
+            f"{sessions} sessions, {mode}, for {elapsed:.0f} s against klucznik serve (waitress, 8 threads), "
+            f"{count} clients at the start: {total} requests ({total / elapsed:.0f} a second), "
+            f"{len(errors)} errors {errors[:3]}"
         )
         for kind, values in kinds.items():
             print(
