@@ -15,6 +15,7 @@ from klucznik.authorize import links
 from klucznik.authorize.requests import get_request
 from klucznik.ksef.transport import RetryPolicy
 from klucznik.records import clients
+from klucznik.records import office
 from sandbox import ca
 from sandbox import signer
 from tests.support.defaults import NOW
@@ -222,9 +223,8 @@ def test_the_page_follows_the_attempt_until_ksef_accepts_it(portal, store, clien
     assert _link_actions(store, "ksef.auth.success") == [f"link:{_link_id(store, client_company.id)}"]
 
     # The client's page stopped at the login; the office's page takes it from there.
+    request_id = _attempt_id(store, client_company.id)
     with store.connect() as db:
-        request_id = db.execute("SELECT auth_request_id FROM signing_links WHERE client_id = ?",
-                                [client_company.id]).fetchone()[0]
         assert get_request(db, request_id).status == "authenticated"
     for _ in range(10):
         progress = web.get(f"/clients/{client_company.id}/wizard/attempts/{request_id}/progress", htmx=True)
@@ -310,3 +310,27 @@ def test_status_polls_count_apart_from_the_page(portal, client_company):
     statuses = [anon.get(f"{path}/status", htmx=True).status_code for _ in range(31)]
     assert statuses[-1] == 429 and 429 not in statuses[:30]
     assert anon.get(path).status_code == 200  # following never uses up the page's own budget
+
+
+def test_a_failure_of_the_office_s_part_after_the_login_is_not_shown_as_a_refused_signature(
+        portal, store, client_company, sandbox_server):
+    web, anon, _ = portal
+    _turn_on(web)
+    path = _link(web, client_company.id)
+    _send(anon, path, nip=client_company.nip)
+    assert _state(_poll(anon, path)[-1]) == "accepted"
+    with store.write() as db:  # the office's grant cannot run without the office's NIP
+        office.save_office(db, office.OfficeProfile(name="Biuro", nip="", ksef_environment="sandbox",
+                                                    sandbox_url=sandbox_server.url), actor="admin", at=NOW)
+    request_id = _attempt_id(store, client_company.id)
+    web.get(f"/clients/{client_company.id}/wizard/attempts/{request_id}/progress", htmx=True)
+    with store.connect() as db:
+        assert get_request(db, request_id).status == "failed"
+    still = anon.get(f"{path}/status", htmx=True)  # the client's signature was accepted; the rest is the office's
+    assert still.status_code == 286 and _state(still) == "accepted"
+    assert "Uzupełnij NIP biura" not in still.get_data(as_text=True)
+
+
+def _attempt_id(store, client_id: int) -> int:
+    with store.connect() as db:
+        return db.execute("SELECT auth_request_id FROM signing_links WHERE client_id = ?", [client_id]).fetchone()[0]
