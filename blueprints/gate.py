@@ -29,7 +29,7 @@ CSP = (
 #: Endpoints reachable without a session (and while sealed).
 PUBLIC_ENDPOINTS = {"static", "auth.setup", "auth.login", "auth.recover", "web.health", "web.set_language"}
 #: The client's signing-link page (no account; it answers "try later" itself while sealed).
-PUBLIC_ENDPOINTS |= {"links.page", "links.download", "links.upload", "links.send"}
+PUBLIC_ENDPOINTS |= {"links.page", "links.download", "links.upload", "links.send", "links.status"}
 
 
 def gate() -> Response | None:

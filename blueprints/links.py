@@ -1,8 +1,10 @@
 """Signing links: the office makes one for a client; the client's public page (no account, in Polish) offers the
-file, takes the signed upload with the same pre-check as the wizard, and sends it to KSeF.
+file, takes the signed upload with the same pre-check as the wizard, sends it to KSeF, and follows the attempt
+to KSeF's answer on the login (the status partial polls every few seconds and stops at the answer).
 
 Public endpoints (listed in the gate) answer "try again later" while the portal is sealed, show nothing of
-other clients, and are throttled per link and address.
+other clients, and are throttled per link and address. A used link still opens its page and its status for
+a while (``links.FOLLOW_WINDOW``), to show how the attempt went; the file, upload and sending refuse it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from blueprints.context import get_db
 from blueprints.context import get_store
 from blueprints.context import message
 from blueprints.context import now
+from blueprints.htmx import STOP_POLLING
+from blueprints.htmx import htmx
 from blueprints.htmx import redirect_to
 from blueprints.htmx import render_page
 from blueprints.ksef_access import close_ksef_clients
@@ -43,9 +47,11 @@ bp = Blueprint("links", __name__)
 bp.teardown_request(close_ksef_clients)
 
 #: Endpoints of the client's page: reachable without an account (the gate lets them through).
-PUBLIC = {"links.page", "links.download", "links.upload", "links.send"}
-#: Requests per link and address in a minute before the page asks to wait.
+PUBLIC = {"links.page", "links.download", "links.upload", "links.send", "links.status"}
+#: Requests per link and address in a minute before the page asks to wait (the status polls count apart).
 REQUESTS_PER_MINUTE = 30
+#: How often the page asks how the sent attempt is going (20 a minute: well within the throttle).
+POLL_SECONDS = 3
 
 
 @bp.app_context_processor
@@ -66,24 +72,26 @@ def _throttle() -> LoginThrottle:
     return ext["klucznik.link_throttle"]
 
 
-def _open(token: str) -> Any:
-    """The link and its client, or the answer to give instead (sealed, throttled, gone)."""
+def _open(token: str, *, used: bool = False, budget: str = "page") -> Any:
+    """The link and its client, or the answer to give instead (sealed, throttled, gone).
+
+    ``used``: a used link is accepted too, to show how its attempt went. ``budget``: what the request counts
+    against in the throttle (the status polls have their own, so following never uses up the page's).
+    """
     if get_store().is_sealed:
         return None, None, render_page("links/sealed.html", 503)
     throttle = _throttle()
-    key = token[:16]
+    key = f"{budget}:{token[:16]}"
     if throttle.wait_seconds(key, client_ip() or "") > 0:
         return None, None, render_page("links/gone.html", 429, text=_("Too many attempts. Wait a minute and try again."))
     throttle.failed(key, client_ip() or "")  # every request counts
     try:
-        link = links.resolve(get_db(), token, at=now())
+        link = links.resolve(get_db(), token, at=now(), used=used)
     except PortalError as exc:
+        if htmx and request.endpoint == "links.status":  # the page was open past the link's end: stop polling
+            return None, None, render_page("links/_status.html", STOP_POLLING, followed=None, gone=message(exc))
         return None, None, render_page("links/gone.html", 410, text=message(exc))
     return link, clients.get_client(get_db(), link.client_id), None
-
-
-def _actor(link: links.SigningLink) -> str:
-    return f"link:{link.id}"
 
 
 def _context(token: str, link: links.SigningLink, client: clients.Client, **extra: Any) -> dict[str, Any]:
@@ -94,18 +102,23 @@ def _context(token: str, link: links.SigningLink, client: clients.Client, **extr
 
 @bp.route("/podpis/<token>")
 def page(token: str) -> Any:
-    """The client's page: a fresh challenge each time it is opened, the file, the instructions, the upload."""
-    link, client, refusal = _open(token)
+    """The client's page: a fresh challenge each time it is opened, the file, the instructions, the upload.
+
+    Opened again after sending: how the attempt is going (asking KSeF), never a new file."""
+    link, client, refusal = _open(token, used=True)
     if refusal is not None:
         return refusal
+    if link.used_at is not None:
+        return _followed(token, link, client, links.follow(get_store(), link, ksef=ksef_client(), at=now(),
+                                                           ip=client_ip()))
     try:
         attempt = signed_xml.issue_request(get_store(), client_id=client.id, method=link.method, ksef=ksef_client(),
-                                           actor=_actor(link), at=now(), ip=client_ip())
+                                           actor=link.actor, at=now(), ip=client_ip())
     except PortalError as exc:
         return render_page("links/page.html", 503, **_context(token, link, client, error=message(exc)))
     with get_store().write() as db:
         links.attach(db, link.id, attempt.id)
-        audit.record(db, actor=_actor(link), action="link.open", object_type="client", object_id=client.id,
+        audit.record(db, actor=link.actor, action="link.open", object_type="client", object_id=client.id,
                      details={"link_id": link.id, "request_id": attempt.id}, ip=client_ip(), at=now())
     link = links.get_link(get_db(), link.id)
     return render_page("links/page.html", **_context(token, link, client))
@@ -138,7 +151,7 @@ def upload(token: str) -> Any:
                                                               upload_error=_("Choose the signed file first.")))
     try:
         result = signed_xml.check_upload(get_store(), request_id=link.auth_request_id, client_id=client.id,
-                                         data=data, actor=_actor(link), at=now(), ip=client_ip())
+                                         data=data, actor=link.actor, at=now(), ip=client_ip())
     except PortalError as exc:
         return render_page("links/page.html", 422, **_context(token, link, client, upload_error=message(exc)))
     warning = links.signer_warning(result.signer.as_dict() if result.signer else None, client.nip)
@@ -155,14 +168,38 @@ def send(token: str) -> Any:
         return refusal
     try:
         signed_xml.submit(get_store(), request_id=link.auth_request_id, client_id=client.id, ksef=ksef_client(),
-                          actor=_actor(link), at=now(), ip=client_ip())
+                          actor=link.actor, at=now(), ip=client_ip())
     except PortalError as exc:
         return render_page("links/page.html", 422, **_context(token, link, client, send_error=message(exc)))
     with get_store().write() as db:
         links.mark_used(db, link.id, at=now())
-        audit.record(db, actor=_actor(link), action="link.used", object_type="client", object_id=client.id,
+        audit.record(db, actor=link.actor, action="link.used", object_type="client", object_id=client.id,
                      details={"link_id": link.id, "request_id": link.auth_request_id}, ip=client_ip(), at=now())
-    return render_page("links/sent.html", client=client)
+    link = links.get_link(get_db(), link.id)
+    return _followed(token, link, client, links.attempt_state(get_db(), link))
+
+
+@bp.route("/podpis/<token>/status")
+def status(token: str) -> Any:
+    """How the sent attempt is going: the page polls it; KSeF is asked until it answered on the login, then
+    the answer comes with 286 and no trigger (the polling stops). Shows only this link's attempt."""
+    link, client, refusal = _open(token, used=True, budget="status")
+    if refusal is not None:
+        return refusal
+    followed = links.follow(get_store(), link, ksef=ksef_client(), at=now(), ip=client_ip())
+    if htmx and not htmx.history_restore_request:
+        response = render_page("links/_status.html", STOP_POLLING if followed.final else 200, token=token,
+                               followed=followed, poll_seconds=POLL_SECONDS)
+    else:
+        response = _followed(token, link, client, followed)
+    response.headers.add("Vary", "HX-Request")
+    return response
+
+
+def _followed(token: str, link: links.SigningLink, client: clients.Client, followed: links.Followed) -> Any:
+    """The page after sending: what was sent for whom, and the attempt's status (polling until KSeF answered)."""
+    return render_page("links/sent.html", token=token, link=link, client=client, followed=followed,
+                       poll_seconds=POLL_SECONDS)
 
 
 # -- the office's side -------------------------------------------------------------------------------------

@@ -4,11 +4,19 @@ Called by the web page's polling and by scripts in a loop; it never sleeps. Writ
 something changed, so polling every second does not write every second. A refusal by KSeF (HTTP 4xx) ends
 the request with the reason in plain words; anything else (no answer, 5xx, 429) is temporary and the next
 round retries.
+
+Several pollers may follow one attempt at once (the office's page, the client's signing-link page, a second
+tab, the resume thread after a restart); in one process only one of them asks KSeF at a time, the others get
+the attempt as stored. Two rounds at once would both redeem the login's tokens, which KSeF allows once: the
+second refusal would end an attempt that had just succeeded.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
@@ -57,6 +65,25 @@ class Progress:
         return self.request.status == "done"
 
 
+#: Attempts with a round of KSeF calls under way in this process.
+_rounds: set[int] = set()
+_rounds_lock = threading.Lock()
+
+
+@contextmanager
+def _only_round(request_id: int) -> Iterator[bool]:
+    """True when this is the only round of the attempt under way in this process (then it may ask KSeF)."""
+    with _rounds_lock:
+        alone = request_id not in _rounds
+        _rounds.add(request_id)
+    try:
+        yield alone
+    finally:
+        if alone:
+            with _rounds_lock:
+                _rounds.discard(request_id)
+
+
 def advance(
     store: Store,
     *,
@@ -66,14 +93,29 @@ def advance(
     at: datetime,
     ip: str | None = None,
     client_id: int | None = None,
+    login_only: bool = False,
 ) -> Progress:
     """Do at most one round of KSeF calls for the request's current step and store what changed.
 
     Called by the web page's polling and by scripts in a loop; it never sleeps. Writes happen only when
-    something changed, so polling every second does not write a snapshot every second.
+    something changed, so polling every second does not write a snapshot every second. While another round
+    of the same attempt is under way, it returns the attempt as stored without asking KSeF. ``login_only``
+    stops at KSeF's answer on the login (the client's signing-link page: the grant or the enrollment that
+    follows is the office's).
     """
-    with store.connect() as db:
-        request = get_request(db, request_id, client_id=client_id)
+    with _only_round(request_id) as alone:
+        with store.connect() as db:
+            request = get_request(db, request_id, client_id=client_id)
+        if not alone:
+            return Progress(request, request.explanation())
+        return _round(store, request, ksef=ksef, actor=actor, at=at, ip=ip, login_only=login_only)
+
+
+def _round(
+    store: Store, request: AuthRequest, *, ksef: KsefClient, actor: str, at: datetime, ip: str | None,
+    login_only: bool,
+) -> Progress:
+    """One round of :func:`advance` (the only one of this attempt under way in this process)."""
     if request.status == "sending" and at - request.updated_at > SENDING_TIMEOUT:
         with store.write() as db:  # the portal stopped while sending: let the user press the button again
             update_request(db, request.id, at, status="checked")
@@ -82,12 +124,8 @@ def advance(
         _same_environment(store, request)
         if request.status == "submitted":
             request = _poll_auth(store, request, ksef=ksef, actor=actor, at=at, ip=ip)
-        if request.status == "authenticated":
-            request = _start_followup(store, request, ksef=ksef, actor=actor, at=at, ip=ip)
-        elif request.status == "granting":
-            request = grant.poll_grant(store, request, ksef=ksef, actor=actor, at=at, ip=ip)
-        elif request.status == "enrolling":
-            request = enroll.poll_enrollments(store, request, ksef=ksef, actor=actor, at=at, ip=ip)
+        if not login_only:
+            request = _after_login(store, request, ksef=ksef, actor=actor, at=at, ip=ip)
     except WizardError as exc:  # a step that cannot run (e.g. no office NIP, no tokens): stop with the reason
         with store.write() as db:
             request = get_request(db, request.id)  # keep what the step recorded before it stopped
@@ -125,6 +163,19 @@ def advance(
         # a refusal ended the request above; anything else is temporary and the next poll retries
         return Progress(request, request.explanation(), notice=exc)
     return Progress(request, request.explanation())
+
+
+def _after_login(
+    store: Store, request: AuthRequest, *, ksef: KsefClient, actor: str, at: datetime, ip: str | None
+) -> AuthRequest:
+    """The round's step after the login: start or follow the grant (method 1) or the enrollments (method 2)."""
+    if request.status == "authenticated":
+        return _start_followup(store, request, ksef=ksef, actor=actor, at=at, ip=ip)
+    if request.status == "granting":
+        return grant.poll_grant(store, request, ksef=ksef, actor=actor, at=at, ip=ip)
+    if request.status == "enrolling":
+        return enroll.poll_enrollments(store, request, ksef=ksef, actor=actor, at=at, ip=ip)
+    return request
 
 
 def _record_temporary_failure(

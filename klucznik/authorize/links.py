@@ -4,6 +4,10 @@ Off until an administrator turns links on and sets the portal's public HTTPS add
 portal on their own network). A link is a random secret (only its SHA-256 is stored); it lives 7 days or until
 one successful use (KSeF accepted the signed file), shows only its own client's name and NIP, and every use is
 audited. Opening the page issues a fresh challenge (the signed file must come back within 10 minutes).
+
+After sending, the page follows the attempt to KSeF's answer on the login (:func:`follow`, polled): for
+:data:`FOLLOW_WINDOW` after its use the link still shows that answer, and nothing else (no new file, upload or
+sending).
 """
 
 from __future__ import annotations
@@ -23,16 +27,25 @@ from urllib.parse import urlsplit
 from sqlite_utils import Database
 
 from klucznik import clock
+from klucznik.authorize import flow
 from klucznik.authorize.requests import METHODS
+from klucznik.authorize.requests import AuthRequest
+from klucznik.authorize.requests import get_request
 from klucznik.errors import PortalError
 from klucznik.errors import ValidationError
+from klucznik.instance.store import Store
+from klucznik.ksef.client import KsefClient
+from klucznik.ksef.statuses import Explanation
 from klucznik.records import audit
 from klucznik.records import clients
 from klucznik.records import smtp
+from klucznik.records import tokens
 from klucznik.records.smtp import SmtpSettings
 from klucznik.text import Text
 
 LIFETIME = timedelta(days=7)
+#: How long after its one use a link still shows how its attempt went (its page and its status only).
+FOLLOW_WINDOW = timedelta(hours=1)
 
 
 class LinkError(PortalError):
@@ -55,6 +68,11 @@ class SigningLink:
     expires_at: datetime
     auth_request_id: int | None
     used_at: datetime | None
+
+    @property
+    def actor(self) -> str:
+        """Who acts in the audit log when the client uses the link."""
+        return f"link:{self.id}"
 
 
 def get_settings(db: Database) -> LinkSettings:
@@ -127,13 +145,21 @@ _GONE = Text(
 )
 
 
-def resolve(db: Database, token: str, *, at: datetime) -> SigningLink:
-    """The usable link of ``token``; :class:`LinkError` (one message for every reason) otherwise."""
+def resolve(db: Database, token: str, *, at: datetime, used: bool = False) -> SigningLink:
+    """The usable link of ``token``; :class:`LinkError` (one message for every reason) otherwise.
+
+    ``used``: a link already used is accepted too, for :data:`FOLLOW_WINDOW` after its use, to show how its
+    attempt went (never to start, upload or send another).
+    """
     if not get_settings(db).enabled:
         raise LinkError(_GONE, code="links_off")
     row = db.execute("SELECT id, expires_at, used_at, revoked_at FROM signing_links WHERE token_hash = ?",
                      [_hash(token)]).fetchone()
-    if row is None or row[2] or row[3] or at >= clock.parse(row[1]):
+    if row is None or row[3]:
+        raise LinkError(_GONE, code="link_gone")
+    used_at = clock.parse_optional(row[2])
+    works_until = used_at + FOLLOW_WINDOW if used_at else clock.parse(row[1])
+    if (used_at and not used) or at >= works_until:
         raise LinkError(_GONE, code="link_gone")
     return get_link(db, row[0])
 
@@ -146,6 +172,70 @@ def attach(db: Database, link_id: int, auth_request_id: int) -> None:
 def mark_used(db: Database, link_id: int, *, at: datetime) -> None:
     """One successful use: KSeF accepted the signed file; the link stops working."""
     db.execute("UPDATE signing_links SET used_at = ? WHERE id = ? AND used_at IS NULL", [clock.iso(at), link_id])
+
+
+@dataclass(frozen=True)
+class Followed:
+    """How far the link's attempt got, as the client's page shows it (nothing else of the attempt).
+
+    ``state``: ``not_sent`` (nothing sent from the page yet), ``checking`` (KSeF has not answered on the
+    login yet), ``accepted`` (KSeF accepted the signed file; the rest is the office's) or ``refused``.
+    ``explanation``: KSeF's last word in plain language (while checking, and the reason of a refusal).
+    ``waiting``: KSeF did not answer this time (5xx, 429, no answer); the page keeps asking.
+    """
+
+    state: str
+    used: bool
+    explanation: Explanation | None = None
+    waiting: bool = False
+
+    @property
+    def final(self) -> bool:
+        """True when the page stops asking."""
+        return self.state != "checking"
+
+
+#: Statuses of an attempt sent to KSeF that has not answered on the login yet.
+_CHECKING = ("sending", "submitted")
+
+
+def attempt_state(db: Database, link: SigningLink) -> Followed:
+    """Where the link's attempt stands, as stored."""
+    used = link.used_at is not None
+    if link.auth_request_id is None:
+        return Followed("not_sent", used)
+    request = get_request(db, link.auth_request_id, client_id=link.client_id)
+    if request.status in ("issued", "checked", "expired"):
+        return Followed("not_sent", used)
+    if request.status in _CHECKING:
+        return Followed("checking", used, request.explanation())
+    if request.status == "failed" and not _logged_in(db, request):
+        return Followed("refused", used, request.explanation())
+    return Followed("accepted", used)  # a later step of the office's (grant, enrollment) is not the client's
+
+
+def _logged_in(db: Database, request: AuthRequest) -> bool:
+    """True when KSeF accepted the attempt's login (it issued the tokens), whatever happened after."""
+    return tokens.issued_for(db, request.client_id, request.reference_number)
+
+
+def follow(store: Store, link: SigningLink, *, ksef: KsefClient, at: datetime, ip: str | None = None) -> Followed:
+    """One poll of the client's page: while KSeF has not answered on the login, ask it once; then where the
+    attempt stands.
+
+    Asking is the wizard's own round (:func:`flow.advance`), up to the login only, as the link's actor: the
+    outcome is recorded and audited once, by whichever poller saw it first.
+    """
+    waiting = False
+    if link.auth_request_id is not None:
+        with store.connect() as db:
+            request = get_request(db, link.auth_request_id, client_id=link.client_id)
+        if request.status in _CHECKING:
+            progress = flow.advance(store, request_id=request.id, client_id=link.client_id, ksef=ksef,
+                                    actor=link.actor, at=at, ip=ip, login_only=True)
+            waiting = progress.notice is not None
+    with store.connect() as db:
+        return replace(attempt_state(db, link), waiting=waiting)
 
 
 def signer_warning(signer: dict | None, client_nip: str) -> Text | None:

@@ -38,6 +38,16 @@ def active_tokens(db: Database, client_id: int) -> StoredTokens | None:
     return StoredTokens(row[0], clock.parse(row[1]), row[2], clock.parse(row[3]), row[4])
 
 
+def issued_for(db: Database, client_id: int, reference: str | None) -> bool:
+    """True when KSeF issued the client tokens for the login ``reference`` (it accepted that login)."""
+    if not reference:
+        return False
+    row = db.execute(
+        "SELECT 1 FROM ksef_tokens WHERE client_id = ? AND reference_number = ? LIMIT 1", [client_id, reference]
+    ).fetchone()
+    return row is not None
+
+
 def store_tokens(
     db: Database,
     *,

@@ -1,5 +1,7 @@
 """The client's signing-link page in Debian's chromium: sealed first ("try later"), then the page in Polish, the
-file named after the NIP and date, the upload with the pre-check and its warning, sending, and the used link."""
+file named after the NIP and date, the upload with the pre-check and its warning, sending, the page following
+the attempt by itself (htmx polling) from "KSeF is checking" to KSeF's answer and then stopping, and the used
+link showing that answer instead of a new file."""
 
 from __future__ import annotations
 
@@ -114,10 +116,25 @@ def test_the_client_link_page(page: Page, problems, link_portal, ksef_sandbox) -
     page.get_by_role("button", name="Sprawdź plik").click()
     expect(page.get_by_text("Plik jest poprawnie podpisany.")).to_be_visible()
     expect(page.locator("[data-warning=signer]")).to_contain_text("inna firma (NIP 7792433527)")
+    polls = []
+    page.on("request", lambda request: polls.append(request.url) if request.url.endswith("/status") else None)
     page.get_by_role("button", name="Wyślij do KSeF").click()
     expect(page.locator("#sent")).to_contain_text("przekazany do KSeF")
+    status = page.locator("#link-status")
+    expect(status).to_have_attribute("data-state", "checking")
+    expect(status).to_contain_text("KSeF sprawdza podpis")
+    sent_url = page.url
 
-    problems.expected_statuses |= {410}
-    page.goto(path)  # one use only
-    expect(page.get_by_text("Poproś biuro rachunkowe o nowy")).to_be_visible()
+    # Nobody touches the page: htmx asks every 3 s until KSeF answered, swaps the answer in and stops.
+    expect(status).to_have_attribute("data-state", "accepted", timeout=20_000)
+    expect(status).to_contain_text("KSeF przyjął podpis.")
+    expect(page.get_by_role("progressbar")).to_have_count(0)
+    assert page.url == sent_url and len(polls) >= 2  # swapped in place, after at least one "still checking"
+    asked = len(polls)
+    page.wait_for_timeout(4_000)
+    assert len(polls) == asked  # the final answer stopped the polling
+
+    page.goto(path)  # one use only: opened again, the page shows how it went, never a new file
+    expect(page.locator("#link-status")).to_contain_text("KSeF przyjął podpis.")
+    expect(page.locator("#download")).to_have_count(0)
     assert problems.seen() == []

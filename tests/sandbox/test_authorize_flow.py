@@ -3,6 +3,8 @@ or certificates, with failures (expired challenge, refused signer, invalid certi
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
@@ -285,6 +287,46 @@ def test_polling_503_is_a_passing_notice(setup):
     progress = advance(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
     assert not progress.done and progress.notice is not None and progress.request.status == "submitted"
     server.clear_faults()
+    assert _run(setup, request, ksef, at).ok
+
+
+def _submitted(setup):
+    store, company, _ = setup
+    request, ksef, at = _issue(setup)
+    signed = _sign(request, nip=company.nip)
+    assert check_upload(store, request_id=request.id, data=signed, actor="admin", at=at).ok
+    submit(store, request_id=request.id, ksef=ksef, actor="admin", at=at)
+    return request, ksef, at
+
+
+def test_login_only_stops_at_ksef_answer_on_the_login(setup):
+    store, _, server = setup
+    request, ksef, at = _submitted(setup)
+    statuses = [advance(store, request_id=request.id, ksef=ksef, actor="link:1", at=at, login_only=True)
+                .request.status for _ in range(4)]
+    assert statuses == ["submitted", "authenticated", "authenticated", "authenticated"]
+    assert server.exchanges("/permissions/entities/grants") == []  # the grant is the office's to start
+    assert _run(setup, request, ksef, at).ok  # and the office's page takes it from there
+
+
+def test_two_rounds_at_once_redeem_the_login_once(setup):
+    """The client's link page and the office's page follow one attempt: only one of them asks KSeF at a time
+    (a second redeem would be refused, and that refusal would end the attempt that had just succeeded)."""
+    store, _, server = setup
+    request, ksef, at = _submitted(setup)
+    assert advance(store, request_id=request.id, ksef=ksef, actor="admin", at=at).request.status == "submitted"
+    server.inject("POST /auth/token/redeem", "slow", delay=1.0)
+    first = []
+    thread = threading.Thread(target=lambda: first.append(
+        advance(store, request_id=request.id, ksef=ksef, actor="admin", at=at, login_only=True)))
+    thread.start()
+    while not server.exchanges("/auth/token/redeem"):  # the first round is waiting for its tokens
+        time.sleep(0.01)
+    second = advance(store, request_id=request.id, ksef=server.client(), actor="link:1", at=at)
+    thread.join()
+    assert second.request.status == "submitted" and second.notice is None  # as stored, KSeF not asked
+    assert first[0].request.status == "authenticated"
+    assert len(server.exchanges("/auth/token/redeem")) == 1
     assert _run(setup, request, ksef, at).ok
 
 
