@@ -115,6 +115,7 @@ def plain_mode(store: Store) -> Iterator[None]:
     conn.execute("DETACH DATABASE plaintext")
     conn.close()
     store._close_keeper()  # noqa: SLF001 - the last connection: SQLite checkpoints and removes its -wal
+    store._drop_idle()  # noqa: SLF001 - and the idle ones (they would keep reading the encrypted file)
     plain.replace(store.db_path)
     for snap in store.snapshot_path.iterdir():
         snap.unlink()
@@ -136,6 +137,7 @@ def plain_mode(store: Store) -> Iterator[None]:
         yield
     finally:
         store._close_keeper()  # noqa: SLF001
+        store._drop_idle()  # noqa: SLF001
         for module, name, original in originals:
             setattr(module, name, original)
 

@@ -41,6 +41,7 @@ class Connection(Database):
     """
 
     on_close: Callable[[Connection], None] | None = None
+    key: bytes = b""  # the key it was opened with (the store's pool hands out only the current one's)
 
     def close(self) -> None:
         hook, self.on_close = self.on_close, None

@@ -510,8 +510,7 @@ class Store:
         with self._lock:
             self._dmk = None
             self._known = []
-            with self._gate:
-                self._drop_idle()
+            self._drop_idle()
             with self._write_lock:
                 self._close_keeper()
                 self._alive.close()
@@ -713,6 +712,8 @@ class Store:
                     db = None
             if db is None:
                 db = open_database(self.db_path, dmk)
+                assert isinstance(db, Connection)
+                db.key = dmk
             assert isinstance(db, Connection)
             self._open[id(db)] = me
             db.on_close = self._closed
@@ -722,25 +723,28 @@ class Store:
         """A connection handed back: kept for the next :meth:`connect` if it is clean, else closed."""
         with self._gate:
             self._open.pop(id(db), None)
+            # Only a connection opened with the current key (one held across a rotation has the old one).
             keep = (
                 self._dmk is not None
+                and db.key == self._dmk
                 and self._rotating_thread is None
                 and len(self._idle) < _IDLE_CONNECTIONS
                 and not db.conn.in_transaction
             )
             if keep:
-                self._idle.append((db, self._dmk))
+                self._idle.append((db, db.key))
             else:
                 with contextlib.suppress(DatabaseError):
                     db.discard()
             self._gate.notify_all()
 
     def _drop_idle(self) -> None:
-        """Close every pooled connection (caller holds ``_gate``): before a rekey, at seal."""
-        while self._idle:
-            db, _key = self._idle.pop()
-            with contextlib.suppress(DatabaseError):
-                db.discard()
+        """Close every pooled connection: before a rekey, at seal."""
+        with self._gate:
+            while self._idle:
+                db, _key = self._idle.pop()
+                with contextlib.suppress(DatabaseError):
+                    db.discard()
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:

@@ -619,13 +619,22 @@ def test_idle_connections_are_reused_but_never_across_a_key_change_or_a_seal(sto
     with pytest.raises(Exception, match="closed"):
         again.execute("SELECT 1")
     fresh.close()
-    # A key rotation closes every idle connection; the ones after it have the new key.
+    # A key rotation closes every idle connection; the ones after it have the new key. A connection the
+    # rotating request held open across it (opened with the old key) is closed when handed back.
     store.add_user_slot("bartek", "Haslo-bartka-123")
+    held = store.connect()
+    assert held is fresh
+    idle = store.connect()
+    idle.close()
     store.rotate_key(drop_user="bartek")
     with pytest.raises(Exception, match="closed"):
-        fresh.execute("SELECT 1")
+        idle.execute("SELECT 1")
+    held.close()
+    with pytest.raises(Exception, match="closed"):
+        held.execute("SELECT 1")
     after = store.connect()
-    assert after is not fresh and after.execute("SELECT count(*) FROM clients").fetchone()[0] == 0
+    assert after is not held and after is not idle
+    assert after.execute("SELECT count(*) FROM clients").fetchone()[0] == 0
     after.close()
     store.seal()
     with pytest.raises(Exception, match="closed"):
