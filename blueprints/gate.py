@@ -14,6 +14,7 @@ from flask import request
 from flask import session
 from flask import url_for
 
+from blueprints import links
 from blueprints.context import get_db
 from blueprints.context import get_sessions
 from blueprints.context import get_store
@@ -29,7 +30,7 @@ CSP = (
 #: Endpoints reachable without a session (and while sealed).
 PUBLIC_ENDPOINTS = {"static", "auth.setup", "auth.login", "auth.recover", "web.health", "web.set_language"}
 #: The client's signing-link page (no account; it answers "try later" itself while sealed).
-PUBLIC_ENDPOINTS |= {"links.page", "links.download", "links.upload", "links.send", "links.status"}
+PUBLIC_ENDPOINTS |= links.PUBLIC
 
 
 def gate() -> Response | None:
