@@ -108,6 +108,7 @@ def page(token: str) -> Any:
     link, client, refusal = _open(token, used=True)
     if refusal is not None:
         return refusal
+    link = links.settle_use(get_store(), link, at=now(), ip=client_ip())
     if link.used_at is not None:
         return _followed(token, link, client, links.follow(get_store(), link, ksef=ksef_client(), at=now(),
                                                            ip=client_ip()))

@@ -174,6 +174,26 @@ def mark_used(db: Database, link_id: int, *, at: datetime) -> None:
     db.execute("UPDATE signing_links SET used_at = ? WHERE id = ? AND used_at IS NULL", [clock.iso(at), link_id])
 
 
+def settle_use(store: Store, link: SigningLink, *, at: datetime, ip: str | None = None) -> SigningLink:
+    """The link as used if KSeF already accepted its attempt's signed file but the use was never recorded.
+
+    Sending and marking the link used are two writes around KSeF's answer; a portal stopped between them
+    left a link that would issue a new challenge (and drop its attempt's status) when opened again. The one
+    successful use is KSeF's acceptance (a reference number), so it is recorded here, once, and audited.
+    """
+    if link.used_at is not None or link.auth_request_id is None:
+        return link
+    with store.connect() as db:
+        if not get_request(db, link.auth_request_id, client_id=link.client_id).reference_number:
+            return link
+    with store.write() as db:
+        mark_used(db, link.id, at=at)
+        audit.record(db, actor=link.actor, action="link.used", object_type="client", object_id=link.client_id,
+                     details={"link_id": link.id, "request_id": link.auth_request_id, "settled": True}, ip=ip,
+                     at=at)
+        return get_link(db, link.id)
+
+
 @dataclass(frozen=True)
 class Followed:
     """How far the link's attempt got, as the client's page shows it (nothing else of the attempt).

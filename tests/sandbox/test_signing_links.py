@@ -105,6 +105,39 @@ def test_the_client_signs_through_the_link_once(portal, store, client_company, s
     assert {"link.open", "ksef.auth.upload", "ksef.auth.submit", "link.used"} <= set(actions)
 
 
+def test_a_use_the_portal_stopped_before_recording_is_recorded_when_the_link_opens_again(
+    portal, store, client_company, sandbox_server
+):
+    """Sending and marking the link used are two writes: a portal stopped between them left the link unused
+    although KSeF accepted its file. Opened again, it records the use (audited once) and follows that attempt
+    instead of issuing a new challenge that would drop it."""
+    web, anon, _ = portal
+    _turn_on(web)
+    path = _link(web, client_company.id)
+    body = anon.get(path).get_data(as_text=True)
+    unsigned = anon.get(BeautifulSoup(body, "html.parser").select_one("#download")["href"]).get_data()
+    certificate, key = ca.qualified_identity(nip=client_company.nip)
+    signed = signer.sign(unsigned, certificate=certificate, private_key=key, style="enveloped")
+    assert anon.post(f"{path}/upload", files={"signed": (signed, "podpisany.xml")}).status_code == 200
+    assert anon.post(f"{path}/send").status_code == 200
+    with store.write() as db:  # the state a stop between the two writes leaves
+        db.execute("UPDATE signing_links SET used_at = NULL")
+        request_id = db.execute("SELECT auth_request_id FROM signing_links").fetchone()[0]
+    challenges = len(sandbox_server.exchanges("/auth/challenge"))
+
+    again = anon.get(path)
+    assert again.status_code == 200 and 'id="link-status"' in again.get_data(as_text=True)
+    assert 'id="download"' not in again.get_data(as_text=True)
+    assert len(sandbox_server.exchanges("/auth/challenge")) == challenges
+    anon.get(path)
+    with store.connect() as db:
+        link_row = db.execute("SELECT used_at, auth_request_id FROM signing_links").fetchone()
+        settled = db.execute("SELECT count(*) FROM audit_log WHERE action = 'link.used' "
+                             "AND json_extract(details, '$.settled')").fetchone()[0]
+    assert link_row[0] is not None and link_row[1] == request_id and settled == 1
+    assert anon.post(f"{path}/upload", files={"signed": (signed, "podpisany.xml")}).status_code == 410
+
+
 def test_an_expired_link_and_a_wrong_one_say_the_same(portal, client_company):
     web, anon, clock = portal
     _turn_on(web)
