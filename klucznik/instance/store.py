@@ -850,6 +850,9 @@ class Store:
             log_id = None
         if self._log is None or log_id != self._log.identity:
             self._log = segments.read(self.log_path, with_pages=False) if log_id else None
+            # Another writer (a console command) changed the log or the snapshot since this process last
+            # did: where SQLite's log ends is no longer known here, so the next capture reads all of it.
+            self._wal_salt = None
         chunks = self._log.chunks if self._log else []
         self._reached = segments.replay(chunks, self._base_gen, self._base_key)[0]
 

@@ -641,3 +641,18 @@ def test_idle_connections_are_reused_but_never_across_a_key_change_or_a_seal(sto
         after.execute("SELECT 1")
     with pytest.raises(Sealed):
         store.connect()
+
+
+def test_writes_of_two_processes_in_turn_each_reach_the_log(store: Store) -> None:
+    """The portal and a console command write the same instance in turn: each one's commit is appended
+    whole, although SQLite's log holds the other's commits after the position this one remembered."""
+    other = restart_and_login(store)  # a second process on the same folder
+    values = nips(6)
+    names = []
+    for i, nip in enumerate(values):
+        writer = store if i % 2 == 0 else other
+        names.append(f"Firma {'AB'[i % 2]}{i}")
+        add_clients(writer, [(names[-1], nip)])
+    assert client_names(store) == names
+    assert rebuilt_names(store) == names
+    other.seal()
