@@ -889,9 +889,10 @@ class Store:
         try:
             # With the position known (the log restores exactly the database before this commit), the
             # commit's frames are those up to its commit frame; else every commit SQLite's log holds.
+            found = None
             if self._wal_salt is not None:
                 found = walfile.capture_commit(self.wal_path, self._wal_salt, self._wal_pos)
-            else:
+            if found is None:
                 found = walfile.capture(self.wal_path, self._wal_salt, self._wal_pos)
             if not found.pages or not found.db_pages:
                 # Nothing to append means SQLite's log was restarted by someone else: never acknowledge.

@@ -132,16 +132,18 @@ def capture(wal: Path, salt: bytes | None, position: int) -> Capture:
         return Capture(pages=dict(sorted(pages.items())), db_pages=db_pages, salt=header.salt, position=end)
 
 
-def capture_commit(wal: Path, salt: bytes | None, position: int) -> Capture:
+def capture_commit(wal: Path, salt: bytes | None, position: int) -> Capture | None:
     """The frames of the one commit the caller has just made, from ``position`` to its commit frame.
 
     For the store's own commit, under its write locks: SQLite wrote that commit's frames contiguously
     from the end of the previous commit (``position``, or the start of the log if SQLite restarted it
-    at ``BEGIN``), so they are the frames up to the *first* commit frame; anything after it is left
-    over from a rolled-back transaction or an older crash and is never read. That is why the checksum
-    chain is not recomputed here (about 0.2 ms a frame in Python): it tells where a log's valid frames
-    end when that is not known, which :func:`capture` does (a catch-up after a failed append, a
-    snapshot). Each page is still authenticated by SQLCipher's own HMAC when a restore reads it.
+    at ``BEGIN``), so they are the frames up to the *first* commit frame. The checksum chain of those
+    frames is not recomputed (about 0.2 ms a frame in Python); instead the frame after the commit frame
+    is checked against the commit frame's checksum: if it continues the chain, the log holds more than
+    this one commit after ``position`` (a commit by something that bypassed the store), and None is
+    returned so the caller reads the whole log with :func:`capture`. Frames that do not continue it are
+    left over from a rolled-back transaction or an older crash and are never read. Each page is still
+    authenticated by SQLCipher's own HMAC when a restore reads it.
     """
     try:
         fh = open(wal, "rb")  # noqa: SIM115 - closed below
@@ -164,8 +166,15 @@ def capture_commit(wal: Path, salt: bytes | None, position: int) -> Capture:
             pgno, db_pages = struct.unpack(">II", raw[:8])
             pages[pgno] = raw[_FRAME_HEADER:]
             if db_pages:
-                return Capture(pages=dict(sorted(pages.items())), db_pages=db_pages, salt=header.salt,
-                               position=offset)
+                break
+        after = fh.read(_FRAME)
+        if len(after) == _FRAME and after[8:16] == header.salt:
+            s1, s2 = struct.unpack(">II", raw[16:24])
+            if _checksum(after[:8] + after[_FRAME_HEADER:], header.big_endian, s1, s2) == struct.unpack(
+                ">II", after[16:24]
+            ):
+                return None
+        return Capture(pages=dict(sorted(pages.items())), db_pages=db_pages, salt=header.salt, position=offset)
 
 
 def materialize(db: Path, wal: Path, dest: Path) -> None:

@@ -582,28 +582,46 @@ def test_a_commit_whose_log_append_failed_is_not_acknowledged_and_joins_the_log_
 
 
 def test_capture_commit_reads_exactly_the_one_commit_after_the_position(store: Store) -> None:
-    """The write path reads its own commit up to the first commit frame; capture() reads every commit."""
-    add_clients(store, [("Firma A", nips(3)[0])])
+    """The write path reads its own commit up to its commit frame; capture() reads every commit."""
+    values = nips(3)
+    add_clients(store, [("Firma A", values[0])])
     with open(store.wal_path, "rb") as fh:
         salt = walfile.read_header(fh).salt  # type: ignore[union-attr]
     first = walfile.capture(store.wal_path, salt, 0)  # every commit in SQLite's log so far
-    add_clients(store, [("Firma B", nips(3)[1]), ("Firma C", nips(3)[2])])  # two more commits
+    add_clients(store, [("Firma B", values[1])])
+    b = walfile.capture_commit(store.wal_path, salt, first.position)
+    assert b is not None and b.db_pages and b.pages
+    assert (b.pages, b.db_pages, b.position) == _as_tuple(walfile.capture(store.wal_path, salt, first.position))
+    add_clients(store, [("Firma C", values[2])])
     with open(store.wal_path, "rb") as fh:
         assert walfile.read_header(fh).salt == salt  # type: ignore[union-attr] - SQLite did not restart it
-    both = walfile.capture(store.wal_path, salt, first.position)
-    one = walfile.capture_commit(store.wal_path, salt, first.position)
-    assert one.db_pages and one.pages and one.position < both.position
-    # The next commit starts where the first one ended, and ends where capture() ends.
-    two = walfile.capture_commit(store.wal_path, salt, one.position)
-    assert two.position == both.position and two.pages.keys() <= both.pages.keys()
-    assert {**one.pages, **two.pages} == both.pages
+    # Two commits after the position: the frame after B's commit continues the chain, so it says so (None)
+    # and the store reads the whole log instead.
+    assert walfile.capture_commit(store.wal_path, salt, first.position) is None
+    c = walfile.capture_commit(store.wal_path, salt, b.position)
+    assert c is not None
+    assert (c.pages, c.db_pages, c.position) == _as_tuple(walfile.capture(store.wal_path, salt, b.position))
     # Nothing after the last commit frame: no commit found, the position stays.
-    after = walfile.capture_commit(store.wal_path, salt, both.position)
-    assert (after.pages, after.db_pages, after.position) == ({}, 0, both.position)
+    after = walfile.capture_commit(store.wal_path, salt, c.position)
+    assert after is not None and (after.pages, after.db_pages, after.position) == ({}, 0, c.position)
     # A position from a log SQLite has restarted since (other salts) reads from the start of the log.
-    restarted = walfile.capture_commit(store.wal_path, b"\0" * 8, both.position)
-    assert restarted.position == walfile.capture_commit(store.wal_path, salt, 0).position < both.position
+    assert walfile.capture_commit(store.wal_path, b"\0" * 8, c.position) is None
     assert rebuilt_names(store) == ["Firma A", "Firma B", "Firma C"]
+
+
+def _as_tuple(found: walfile.Capture) -> tuple[dict[int, bytes], int, int]:
+    return found.pages, found.db_pages, found.position
+
+
+def test_a_commit_that_bypassed_the_store_still_reaches_the_log_with_the_next_write(store: Store) -> None:
+    """Every write goes through store.write(); if something committed beside it, the next write's chunk
+    holds that commit too (the frame after the first commit frame continues the chain: whole log read)."""
+    values = nips(3)
+    add_clients(store, [("Firma A", values[0])])
+    with open_database(store.db_path, store._require_dmk()) as stray:
+        clients.create_client(stray, clients.validate(nip=values[1], name="Firma obok"), actor=ADMIN, at=NOW)
+    add_clients(store, [("Firma C", values[2])])
+    assert rebuilt_names(store) == ["Firma A", "Firma obok", "Firma C"]
 
 
 def test_idle_connections_are_reused_but_never_across_a_key_change_or_a_seal(store: Store) -> None:
