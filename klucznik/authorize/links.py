@@ -187,10 +187,11 @@ def settle_use(store: Store, link: SigningLink, *, at: datetime, ip: str | None 
         if not get_request(db, link.auth_request_id, client_id=link.client_id).reference_number:
             return link
     with store.write() as db:
-        mark_used(db, link.id, at=at)
-        audit.record(db, actor=link.actor, action="link.used", object_type="client", object_id=link.client_id,
-                     details={"link_id": link.id, "request_id": link.auth_request_id, "settled": True}, ip=ip,
-                     at=at)
+        if get_link(db, link.id).used_at is None:  # not settled meanwhile by another request of the page
+            mark_used(db, link.id, at=at)
+            audit.record(db, actor=link.actor, action="link.used", object_type="client",
+                         object_id=link.client_id, ip=ip, at=at,
+                         details={"link_id": link.id, "request_id": link.auth_request_id, "settled": True})
         return get_link(db, link.id)
 
 
