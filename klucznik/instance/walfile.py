@@ -15,11 +15,14 @@ Nothing here writes to the live files.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 PAGE_SIZE = 4096
 """SQLCipher 4's page size (``cipher_page_size``): the size of every page in the file and in the log."""
@@ -102,22 +105,37 @@ def _frames(fh, header: Header, start: int):  # noqa: ANN001, ANN202 - a binary 
         yield offset, pgno, db_pages, raw[_FRAME_HEADER:]
 
 
+@contextlib.contextmanager
+def _opened(wal: Path, salt: bytes | None, position: int) -> Iterator[tuple[BinaryIO, Header, int] | None]:
+    """SQLite's log, its header, and where to read from (its start if the salts are no longer ``salt``);
+    None if there is no log (missing, empty or not a valid header)."""
+    try:
+        fh = open(wal, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        yield None
+        return
+    with fh:
+        header = read_header(fh)
+        if header is None:
+            yield None
+            return
+        yield fh, header, position if header.salt == salt and position >= _HEADER else _HEADER
+
+
+def _no_log() -> Capture:
+    return Capture(pages={}, db_pages=0, salt=None, position=_HEADER)
+
+
 def capture(wal: Path, salt: bytes | None, position: int) -> Capture:
     """The committed frames after ``position`` (or from the start, if the salts are no longer ``salt``).
 
     Frames after the last commit frame (a transaction rolled back, or a commit whose write failed) are
     left out, as SQLite's recovery leaves them out.
     """
-    try:
-        fh = open(wal, "rb")  # noqa: SIM115 - closed below
-    except FileNotFoundError:
-        return Capture(pages={}, db_pages=0, salt=None, position=_HEADER)
-    with fh:
-        header = read_header(fh)
-        if header is None:
-            return Capture(pages={}, db_pages=0, salt=None, position=_HEADER)
-        if header.salt != salt or position < _HEADER:
-            position = _HEADER
+    with _opened(wal, salt, position) as log:
+        if log is None:
+            return _no_log()
+        fh, header, position = log
         pending: dict[int, bytes] = {}
         pages: dict[int, bytes] = {}
         db_pages = 0
@@ -145,16 +163,10 @@ def capture_commit(wal: Path, salt: bytes | None, position: int) -> Capture | No
     left over from a rolled-back transaction or an older crash and are never read. Each page is still
     authenticated by SQLCipher's own HMAC when a restore reads it.
     """
-    try:
-        fh = open(wal, "rb")  # noqa: SIM115 - closed below
-    except FileNotFoundError:
-        return Capture(pages={}, db_pages=0, salt=None, position=_HEADER)
-    with fh:
-        header = read_header(fh)
-        if header is None:
-            return Capture(pages={}, db_pages=0, salt=None, position=_HEADER)
-        if header.salt != salt or position < _HEADER:
-            position = _HEADER
+    with _opened(wal, salt, position) as log:
+        if log is None:
+            return _no_log()
+        fh, header, position = log
         fh.seek(position)
         pages: dict[int, bytes] = {}
         offset = position
@@ -167,13 +179,8 @@ def capture_commit(wal: Path, salt: bytes | None, position: int) -> Capture | No
             pages[pgno] = raw[_FRAME_HEADER:]
             if db_pages:
                 break
-        after = fh.read(_FRAME)
-        if len(after) == _FRAME and after[8:16] == header.salt:
-            s1, s2 = struct.unpack(">II", raw[16:24])
-            if _checksum(after[:8] + after[_FRAME_HEADER:], header.big_endian, s1, s2) == struct.unpack(
-                ">II", after[16:24]
-            ):
-                return None
+        if next(_frames(fh, header, offset), None) is not None:  # it continues the commit frame's chain
+            return None
         return Capture(pages=dict(sorted(pages.items())), db_pages=db_pages, salt=header.salt, position=offset)
 
 
