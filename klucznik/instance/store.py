@@ -218,7 +218,7 @@ class Store:
         # only its own thread has any open (see _exclusive).
         self._gate = threading.Condition()
         self._open: dict[int, int] = {}
-        self._idle: list[tuple[Connection, bytes]] = []  # closed by their users, kept open for reuse
+        self._idle: list[Connection] = []  # closed by their users, kept open for reuse
         self._rotating_thread: int | None = None
         self.rotation_wait = 30.0
         # The change log as this process last saw it (guarded by _write_lock and the writer lock).
@@ -706,15 +706,14 @@ class Store:
             dmk = self._require_dmk()
             db = None
             while self._idle and db is None:
-                db, key = self._idle.pop()
-                if key != dmk:  # opened before a key change: never used again
+                db = self._idle.pop()
+                if db.key != dmk:  # opened before a key change: never used again
                     db.discard()
                     db = None
             if db is None:
                 db = open_database(self.db_path, dmk)
                 assert isinstance(db, Connection)
                 db.key = dmk
-            assert isinstance(db, Connection)
             self._open[id(db)] = me
             db.on_close = self._closed
         return db
@@ -732,7 +731,7 @@ class Store:
                 and not db.conn.in_transaction
             )
             if keep:
-                self._idle.append((db, db.key))
+                self._idle.append(db)
             else:
                 with contextlib.suppress(DatabaseError):
                     db.discard()
@@ -742,9 +741,8 @@ class Store:
         """Close every pooled connection: before a rekey, at seal."""
         with self._gate:
             while self._idle:
-                db, _key = self._idle.pop()
                 with contextlib.suppress(DatabaseError):
-                    db.discard()
+                    self._idle.pop().discard()
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
