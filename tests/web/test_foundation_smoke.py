@@ -71,3 +71,28 @@ def test_uploads_stay_in_memory_even_when_large(app) -> None:
     finally:
         environ["wsgi.input"].close()
         builder.close()
+
+
+def test_template_translations_follow_the_locale_within_one_app_context(app) -> None:
+    """The templates' translations are looked up once per request, yet a changed locale is never served stale.
+
+    Two requests in one app context (so one ``g``) with different languages, and ``force_locale`` inside
+    a request, each render in their own language.
+    """
+    from flask import render_template_string
+    from flask import session
+    from flask_babel import force_locale
+
+    with app.app_context():
+        with app.test_request_context("/"):
+            session["lang"] = "pl"
+            assert render_template_string("{{ _('Clients') }}") == "Klienci"
+            with force_locale("en"):
+                assert render_template_string("{{ _('Clients') }}") == "Clients"
+            assert render_template_string("{{ _('Clients') }}") == "Klienci"
+        with app.test_request_context("/"):
+            session["lang"] = "en"
+            from flask_babel import refresh
+
+            refresh()  # the locale flask_babel keeps for the app context was the first request's
+            assert render_template_string("{{ ngettext('%(num)s client', '%(num)s clients', 2) }}") == "2 clients"
