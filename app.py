@@ -75,6 +75,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         MAX_FORM_PARTS=50,
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the (idle-limited) session
         WTF_CSRF_SSL_STRICT=True,
+        # No WTForms message reaches a page (the domain and the error pages say what is wrong), so its
+        # catalogue is not parsed again for every request that builds a form.
+        WTF_I18N_ENABLED=False,
         BABEL_DEFAULT_LOCALE="pl",
         BABEL_TRANSLATION_DIRECTORIES=str(root / "translations"),
     )
