@@ -56,16 +56,18 @@ def record(
     at: datetime,
 ) -> None:
     """Append one entry; call it inside ``store.write()`` so it commits with the change."""
-    db["audit_log"].insert(
-        {
-            "at": iso(at),
-            "actor": actor,
-            "ip": ip,
-            "action": action,
-            "object_type": object_type,
-            "object_id": None if object_id is None else str(object_id),
-            "details": json.dumps(details or {}, ensure_ascii=False, sort_keys=True),
-        }
+    # One statement: every write records, and ``db["audit_log"].insert`` would list the views and tables first.
+    db.execute(
+        "INSERT INTO audit_log (at, actor, ip, action, object_type, object_id, details) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            iso(at),
+            actor,
+            ip,
+            action,
+            object_type,
+            None if object_id is None else str(object_id),
+            json.dumps(details or {}, ensure_ascii=False, sort_keys=True),
+        ],
     )
 
 

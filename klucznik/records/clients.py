@@ -142,22 +142,12 @@ def create_client(
     """Insert a client (inside ``store.write()``)."""
     moment = iso(at)
     try:
-        client_id = (
-            db["clients"]
-            .insert(
-                {
-                    "nip": values.nip,
-                    "name": values.name,
-                    "email": values.email,
-                    "notes": values.notes,
-                    "search_text": _search_text(values),
-                    "sort_key": sort_key(values.name),
-                    "created_at": moment,
-                    "updated_at": moment,
-                }
-            )
-            .last_pk
-        )
+        client_id = db.execute(
+            "INSERT INTO clients (nip, name, email, notes, search_text, sort_key, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [values.nip, values.name, values.email, values.notes, _search_text(values), sort_key(values.name),
+             moment, moment],
+        ).lastrowid
     except IntegrityError:
         raise _duplicate(values.nip) from None
     audit.record(

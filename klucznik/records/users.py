@@ -50,8 +50,11 @@ def _from_row(row: dict) -> User:
 
 def get_user(db: Database, username: str) -> User | None:
     """The active user ``username``, or None."""
-    rows = list(db["users"].rows_where("username = ? AND active = 1", [username]))
-    return _from_row(rows[0]) if rows else None
+    # Every request asks, so it is one statement: ``db["users"]`` would list the views and the tables first,
+    # and ``db.query`` wraps its statement in a savepoint.
+    cursor = db.execute("SELECT * FROM users WHERE username = ? AND active = 1", [username])
+    row = cursor.fetchone()
+    return _from_row(dict(zip([column[0] for column in cursor.description], row, strict=True))) if row else None
 
 
 def list_users(db: Database) -> list[User]:
