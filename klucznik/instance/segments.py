@@ -41,8 +41,12 @@ def key_id(dmk: bytes) -> bytes:
     return hmac.new(dmk, b"klucznik changes.log key id", hashlib.sha256).digest()[:16]
 
 
-def _digest(previous: bytes, data: bytes) -> bytes:
-    return hashlib.blake2b(previous + data, digest_size=_DIGEST).digest()
+def _digest(previous: bytes, *data: bytes) -> bytes:
+    """BLAKE2b over ``previous`` and then each of ``data`` (fed in turn: a chunk is not copied to be hashed)."""
+    digest = hashlib.blake2b(previous, digest_size=_DIGEST)
+    for part in data:
+        digest.update(part)
+    return digest.digest()
 
 
 @dataclass
@@ -139,7 +143,7 @@ def _read_chunks(fh, previous: bytes) -> Iterator[tuple[Chunk, int, bytes]]:  # 
         digest = fh.read(_DIGEST)
         if len(body) < body_size or len(digest) < _DIGEST:
             return
-        if not hmac.compare_digest(_digest(previous, head + body), digest):
+        if not hmac.compare_digest(_digest(previous, head, body), digest):
             return
         pages = {}
         step = _PAGE.size + PAGE_SIZE
