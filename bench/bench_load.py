@@ -74,6 +74,12 @@ def folder_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def portal_cpu(pid: int) -> float:
+    """CPU seconds (user + system) the portal's process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p * (len(ordered) - 1))))] if ordered else float("nan")
@@ -205,9 +211,11 @@ def main() -> None:
                 thread.start()
             ready.wait()
             start = time.perf_counter()
+            cpu_portal, cpu_bench = portal_cpu(portal.pid), time.process_time()
             for thread in threads:
                 thread.join()
             elapsed = time.perf_counter() - start
+            cpu_portal, cpu_bench = portal_cpu(portal.pid) - cpu_portal, time.process_time() - cpu_bench
         finally:
             portal.terminate()
             portal.wait(timeout=30)
@@ -234,6 +242,11 @@ def main() -> None:
                 f"  {kind:24} n={len(values):5}  p50 {statistics.median(values) * 1000:6.1f} ms  "
                 f"p95 {pct(values, 0.95) * 1000:6.1f} ms"
             )
+        print(
+            f"  CPU in the window: portal {cpu_portal:.1f} s ({cpu_portal / total * 1000:.2f} ms a request), "
+            f"load client {cpu_bench:.1f} s ({cpu_bench / total * 1000:.2f} ms a request), "
+            f"{os.cpu_count()} CPUs"
+        )
         print(
             f"  data {data / 2**20:.1f} MiB, instance/ {size / 2**20:.1f} MiB ({size / data:.2f}x; goal ≤ 2.5)"
         )
