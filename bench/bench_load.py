@@ -4,22 +4,23 @@ Goal (8 sessions): write p95 ≤ 50 ms, reads p95 ≤ 20 ms, no error; instance/
 
 The bench sets up an instance with ``clients`` clients, starts ``klucznik serve`` (waitress, 8 threads) as a
 child process over it, logs ``sessions`` users in (each with its own requests session and CSRF token) and
-lets every session loop for ``seconds``: about 70 % reads (the clients list with a live search, one client's
-page) and 30 % writes (a new client through the form). Prints p50/p95 per kind, the number of requests and
-errors, and instance/ against the data at the end.
+lets every session send requests for ``seconds``: about 70 % reads (the clients list with a live search, one
+client's page) and 30 % writes (a new client through the form). Prints p50/p95 per kind, the number of
+requests and errors, the CPU the portal and the load client used, and instance/ against the data at the end.
 
 Two ways to load it:
 
-- closed loop (the default): every session sends its next request as soon as the previous answer came, with
-  no pause. That finds the portal's throughput, and the latencies it prints are the queue that saturation
-  makes (Little's law: requests in flight ÷ requests a second), whatever the code does.
-- ``--rate R``: every session sends R requests a second at random moments (a Poisson process, its own seed),
-  whether or not the previous answer came; a request's time counts from the moment it was due, so an answer
-  that comes late also delays the clock of the ones queued behind it (no "coordinated omission").
-  8 sessions at R = 5 is 40 requests a second, many times what eight accountants click.
+- paced (the default, ``--rate 5``): every session sends R requests a second at random moments (a Poisson
+  process, its own seed), whether or not the previous answer came; a request's time counts from the moment
+  it was due, so an answer that comes late also delays the clock of the ones queued behind it (no
+  "coordinated omission"). 8 sessions at R = 5 is 40 requests a second, many times what eight accountants
+  click. This is the load the latency goals are about.
+- ``--closed``: every session sends its next request as soon as the previous answer came, with no pause.
+  That finds the portal's throughput; the latencies it prints are the queue that saturation makes (Little's
+  law: requests in flight ÷ requests a second), whatever the code does.
 
-Run: ``.venv/bin/python bench/bench_load.py [sessions] [seconds] [clients] [--rate R]`` (default 8 30 1000,
-closed loop).
+Run: ``.venv/bin/python bench/bench_load.py [sessions] [seconds] [clients] [--rate R | --closed]`` (default
+8 30 1000, ``--rate 5``).
 """
 
 from __future__ import annotations
@@ -157,11 +158,16 @@ class Session(threading.Thread):
 
 def main() -> None:
     args = sys.argv[1:]
-    rate = 0.0
+    rate = 5.0
     if "--rate" in args:
         at = args.index("--rate")
         rate = float(args[at + 1])
         del args[at : at + 2]
+        if rate <= 0:
+            raise SystemExit("--rate takes a number of requests a second above 0 (or use --closed)")
+    if "--closed" in args:
+        args.remove("--closed")
+        rate = 0.0
     sessions = int(args[0]) if len(args) > 0 else 8
     seconds = float(args[1]) if len(args) > 1 else 30.0
     count = int(args[2]) if len(args) > 2 else 1000
