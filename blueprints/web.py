@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from flask import Blueprint
 from flask import Flask
@@ -43,6 +43,9 @@ from klucznik.instance.keyring import DEFAULT_KDF
 from klucznik.instance.store import Store
 from klucznik.text import DEFAULT_LANGUAGE
 from klucznik.text import LANGUAGES
+
+if TYPE_CHECKING:  # flask_babel's own dependency, named here for the type only
+    from babel.support import NullTranslations
 
 log = logging.getLogger("klucznik.web")
 bp = Blueprint("web", __name__)
@@ -94,7 +97,7 @@ def _select_locale() -> str:
     return chosen if chosen in LANGUAGES else DEFAULT_LANGUAGE
 
 
-def _translations() -> Any:
+def _translations() -> NullTranslations:
     """flask_babel's translations for this request, looked up once.
 
     flask_babel's template callables look them up again for every string (the context, the locale and the
